@@ -1,0 +1,182 @@
+"""Pre-processing jobs, run once over a worker pool, cached on disk one file per image.
+
+A cache entry is a ``torch.save``'d dict of tensors, written to a temporary file and
+renamed into place, so a killed run leaves no half entry. An entry that fails to load
+is logged and rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import multiprocessing as mp
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from graphvision.data.coco import ObjectConfig, object_targets
+from graphvision.data.contract import RegionGraph
+from graphvision.data.images import UnreadableImageError, load_rgb
+from graphvision.regions import RegionConfig, image_to_regions
+
+log = logging.getLogger(__name__)
+
+CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ImageJob:
+    """Everything needed to build one image's cache entry, and nothing else."""
+
+    path: str
+    image_id: int
+    expected_size: tuple[int, int] | None = None  # (width, height) from the annotation file
+    annotations: tuple = ()  # COCO annotations of this image (objects task)
+    category_ids: tuple = ()  # COCO category ids, in contiguous-index order
+    label: int | None = None  # image-folder class
+
+    def key(self, regions: RegionConfig, objects: ObjectConfig) -> str:
+        st = os.stat(self.path) if os.path.exists(self.path) else None
+        blob = json.dumps(
+            {
+                "v": CACHE_VERSION,
+                "path": os.path.abspath(self.path),
+                "file": [st.st_size, st.st_mtime_ns] if st else None,
+                "job": asdict(self),
+                "regions": regions.as_dict(),
+                "objects": asdict(objects),
+            },
+            sort_keys=True,
+            default=str,
+        )
+        return hashlib.sha1(blob.encode()).hexdigest()
+
+
+def build_entry(job: ImageJob, regions: RegionConfig, objects: ObjectConfig) -> dict:
+    """Decodes, resizes and segments one image; builds its graph and targets.
+
+    Raises:
+        UnreadableImageError: the image cannot be decoded.
+    """
+    rgb = load_rgb(job.path, job.expected_size)
+    graph = image_to_regions(rgb, regions)
+    out = {
+        "image": torch.from_numpy(np.ascontiguousarray(graph["image"].transpose(2, 0, 1))),
+        "segments": torch.from_numpy(graph["segments"].astype(np.int32)),
+        "x": torch.from_numpy(graph["x"]),
+        "pos": torch.from_numpy(graph["pos"]),
+        "edge_index": torch.from_numpy(graph["edge_index"]),
+        "edge_attr": torch.from_numpy(graph["edge_attr"]),
+        "image_id": torch.tensor([job.image_id]),
+    }
+    if job.category_ids:
+        width, height = job.expected_size or (rgb.shape[1], rgb.shape[0])
+        index = {cid: i for i, cid in enumerate(job.category_ids)}
+        targets = object_targets(list(job.annotations), width, height, index, graph["segments"], objects)
+        out.update({k: torch.from_numpy(v) for k, v in targets.items()})
+    if job.label is not None:
+        out["label"] = torch.tensor([job.label])
+    return out
+
+
+def entry_path(cache_dir: Path, key: str) -> Path:
+    return Path(cache_dir) / key[:2] / f"{key}.pt"
+
+
+def save_entry(entry: dict, path: Path) -> None:
+    """Writes atomically: a temporary file in the same folder, then ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(entry, tmp)
+    os.replace(tmp, path)
+
+
+REQUIRED_KEYS = ("image", "segments", "x", "pos", "edge_index", "edge_attr")
+
+
+def load_entry(path: Path) -> dict:
+    """Loads a cache entry; raises ``ValueError`` naming the file if it is corrupt."""
+    try:
+        entry = torch.load(path, weights_only=True)
+    except Exception as err:  # truncated zip, bad pickle, ...: all mean "corrupt"
+        raise ValueError(f"corrupt cache entry {path}: {type(err).__name__}: {err}") from err
+    if not isinstance(entry, dict) or any(k not in entry for k in REQUIRED_KEYS):
+        raise ValueError(f"corrupt cache entry {path}: missing fields")
+    return entry
+
+
+def to_graph(entry: dict) -> RegionGraph:
+    """A cache entry as the data contract's :class:`RegionGraph` (image as float in [0, 1])."""
+    fields = dict(entry)
+    fields["image"] = entry["image"].float().div_(255.0)
+    fields["segments"] = entry["segments"].long()
+    return RegionGraph(**fields)
+
+
+def _build_one(args) -> tuple[str, str | None]:
+    job, key, cache_dir, regions, objects = args
+    try:
+        save_entry(build_entry(job, regions, objects), entry_path(cache_dir, key))
+        return key, None
+    except UnreadableImageError as err:
+        return key, err.reason
+
+
+def _init_worker() -> None:
+    torch.set_num_threads(1)
+
+
+def build_cache(
+    jobs: list[ImageJob],
+    cache_dir: str | Path,
+    regions: RegionConfig,
+    objects: ObjectConfig,
+    workers: int = 1,
+    desc: str = "regions",
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """Builds the missing cache entries of ``jobs`` over ``workers`` processes.
+
+    Returns:
+        the keys of the usable entries (in job order) and ``(path, reason)`` of every
+        image skipped because it could not be read.
+    """
+    cache_dir = Path(cache_dir)
+    keys = [job.key(regions, objects) for job in jobs]
+    todo = [
+        (job, key, cache_dir, regions, objects)
+        for job, key in zip(jobs, keys)
+        if not entry_path(cache_dir, key).is_file()
+    ]
+    failed: dict[str, str] = {}
+    if todo:
+        log.info("%s: building %d of %d entries with %d worker(s) in %s", desc, len(todo),
+                 len(jobs), workers, cache_dir)
+        bar = tqdm(total=len(todo), desc=desc, unit="img", disable=None)
+        if workers <= 1:
+            results = map(_build_one, todo)
+            pool = None
+        else:
+            ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+            pool = ctx.Pool(workers, initializer=_init_worker)
+            results = pool.imap_unordered(_build_one, todo, chunksize=4)
+        try:
+            for key, reason in results:
+                if reason is not None:
+                    failed[key] = reason
+                bar.update()
+        finally:
+            bar.close()
+            if pool is not None:
+                pool.close()
+                pool.join()
+    skipped = [(job.path, failed[key]) for job, key in zip(jobs, keys) if key in failed]
+    for path, reason in skipped:
+        log.warning("skipped unreadable image %s: %s", path, reason)
+    if skipped:
+        log.warning("%s: skipped %d of %d images that could not be read", desc, len(skipped), len(jobs))
+    return [k for k in keys if k not in failed], skipped

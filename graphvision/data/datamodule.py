@@ -1,0 +1,275 @@
+"""LightningDataModules: COCO, synthetic scenes (COCO-format) and image folders.
+
+``prepare_data`` decodes, segments and caches every image once (worker pool, progress
+bar); ``setup`` only lists cache entries; ``__getitem__`` only loads them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import lightning as L
+from torch.utils.data import Dataset
+from torch_geometric.loader import DataLoader
+
+from graphvision.data import synthetic
+from graphvision.data.cache import (
+    ImageJob,
+    build_cache,
+    build_entry,
+    entry_path,
+    load_entry,
+    save_entry,
+    to_graph,
+)
+from graphvision.data.coco import CocoIndex, ObjectConfig, check_coco_root, read_coco
+from graphvision.data.contract import RegionGraph
+from graphvision.data.folder import folder_classes, folder_images
+from graphvision.data.relations import RELATIONS
+from graphvision.regions import RegionConfig
+
+log = logging.getLogger(__name__)
+
+_ANN_FIELDS = ("id", "category_id", "bbox", "iscrowd", "segmentation")
+
+
+class RegionGraphDataset(Dataset):
+    """Cache entries as :class:`RegionGraph` s; a corrupt entry is rebuilt on load."""
+
+    def __init__(self, jobs, keys, cache_dir, regions: RegionConfig, objects: ObjectConfig,
+                 in_memory: bool = False) -> None:
+        self.jobs, self.keys, self.cache_dir = list(jobs), list(keys), Path(cache_dir)
+        self.regions, self.objects = regions, objects
+        self._memory: dict[int, dict] | None = {} if in_memory else None
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def _entry(self, i: int) -> dict:
+        path = entry_path(self.cache_dir, self.keys[i])
+        try:
+            return load_entry(path)
+        except (ValueError, FileNotFoundError) as err:
+            log.warning("%s; rebuilding it from %s", err, self.jobs[i].path)
+            entry = build_entry(self.jobs[i], self.regions, self.objects)
+            save_entry(entry, path)
+            return entry
+
+    def __getitem__(self, i: int) -> RegionGraph:
+        if self._memory is None:
+            return to_graph(self._entry(i))
+        if i not in self._memory:
+            self._memory[i] = self._entry(i)
+        return to_graph(self._memory[i])
+
+
+class RegionGraphDataModule(L.LightningDataModule):
+    """Shared machinery: jobs per split -> cache -> datasets -> PyG loaders.
+
+    Args:
+        cache_dir: where entries go (default ``data/cache``).
+        regions: :class:`~graphvision.regions.RegionConfig` fields.
+        objects: :class:`~graphvision.data.coco.ObjectConfig` fields.
+        batch_size: graphs per batch (default 32).
+        num_workers: DataLoader workers (default 0).
+        prepare_workers: processes that build the cache (default 2).
+        in_memory: keep loaded entries in memory after the first epoch (default True).
+        limit_images: use only the first ``n`` images of each split (default None: all).
+    """
+
+    task = "relations"
+    splits = ("train", "val")
+
+    def __init__(
+        self,
+        cache_dir: str = "data/cache",
+        regions: dict | None = None,
+        objects: dict | None = None,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        prepare_workers: int = 2,
+        in_memory: bool = True,
+        limit_images: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.cache_dir = Path(cache_dir)
+        self.regions = RegionConfig(**(regions or {}))
+        self.objects = ObjectConfig(**(objects or {}))
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.prepare_workers, self.in_memory, self.limit_images = prepare_workers, in_memory, limit_images
+        self.datasets: dict[str, RegionGraphDataset] = {}
+
+    # -- to implement -------------------------------------------------------------------
+    def jobs(self, split: str) -> list[ImageJob]:
+        raise NotImplementedError
+
+    @property
+    def info(self) -> dict:
+        """``{"task", "categories", "relations", "classes"}``: what the model must predict."""
+        raise NotImplementedError
+
+    # -- Lightning hooks ----------------------------------------------------------------
+    def _limited(self, jobs: list[ImageJob]) -> list[ImageJob]:
+        return jobs[: self.limit_images] if self.limit_images else jobs
+
+    def prepare_data(self) -> None:
+        for split in self.splits:
+            build_cache(self._limited(self.jobs(split)), self.cache_dir, self.regions, self.objects,
+                        workers=self.prepare_workers, desc=f"{type(self).__name__} {split}")
+
+    def setup(self, stage: str | None = None) -> None:
+        for split in self.splits:
+            if split in self.datasets:
+                continue
+            jobs = self._limited(self.jobs(split))
+            keys = [job.key(self.regions, self.objects) for job in jobs]
+            present = [entry_path(self.cache_dir, k).is_file() for k in keys]
+            if not any(present):
+                raise RuntimeError(f"no cached {split} images in {self.cache_dir}: call prepare_data() first")
+            if not all(present):
+                log.warning("%s: %d of %d images have no cache entry (unreadable) and are left out",
+                            split, present.count(False), len(jobs))
+            kept = [(j, k) for j, k, p in zip(jobs, keys, present) if p]
+            self.datasets[split] = RegionGraphDataset(
+                [j for j, _ in kept], [k for _, k in kept], self.cache_dir, self.regions,
+                self.objects, in_memory=self.in_memory,
+            )
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            self.datasets[split],
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            follow_batch=["obj_label", "rel_label"] if self.task == "relations" else None,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+
+class CocoDataModule(RegionGraphDataModule):
+    """COCO 2017 as distributed, under ``root``: scene labels, objects and relations.
+
+    Args:
+        root: holds ``annotations/instances_{train,val}2017.json`` and ``{train,val}2017/``.
+        train_split, val_split: folder / annotation names (default ``train2017``, ``val2017``).
+    """
+
+    def __init__(self, root: str = "data/coco", train_split: str = "train2017",
+                 val_split: str = "val2017", **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.root = Path(root)
+        self.split_names = {"train": train_split, "val": val_split}
+        self._index: dict[str, CocoIndex] = {}
+
+    def index(self, split: str) -> CocoIndex:
+        if split not in self._index:
+            check_coco_root(self.root, tuple(self.split_names.values()))
+            name = self.split_names[split]
+            self._index[split] = read_coco(self.root / "annotations" / f"instances_{name}.json",
+                                           self.root / name)
+        return self._index[split]
+
+    def jobs(self, split: str) -> list[ImageJob]:
+        index = self.index(split)
+        cat_ids = tuple(c["id"] for c in index.categories)
+        return [
+            ImageJob(
+                path=str(img.file),
+                image_id=img.id,
+                expected_size=(img.width, img.height),
+                annotations=tuple({k: a[k] for k in _ANN_FIELDS if k in a} for a in img.annotations),
+                category_ids=cat_ids,
+            )
+            for img in index.images
+        ]
+
+    @property
+    def info(self) -> dict:
+        names = self.index("train").category_names
+        if self.index("val").category_names != names:
+            raise ValueError(f"{self.root}: train and val annotation files list different categories")
+        return {"task": "relations", "categories": names, "relations": list(RELATIONS), "classes": []}
+
+
+class SyntheticDataModule(CocoDataModule):
+    """Embedded default: coloured shapes on textured backgrounds, generated on first use
+    into ``data_dir/synthetic/<settings digest>/`` in COCO format, then read as COCO.
+
+    Args:
+        data_dir: parent of the generated dataset (default ``data``).
+        num_train, num_val: images per split (defaults 1600, 300).
+        image_size: side of the square images (default 128).
+        seed: generator seed (default 0).
+        shapes, colours: category vocabulary (names ``"<colour> <shape>"``).
+        min_objects, max_objects: objects per image (defaults 2, 6).
+    """
+
+    def __init__(self, data_dir: str = "data", num_train: int = 1600, num_val: int = 300,
+                 image_size: int = 128, seed: int = 0, shapes: list[str] | None = None,
+                 colours: dict[str, list[int]] | None = None, min_objects: int = 2,
+                 max_objects: int = 6, **kwargs) -> None:
+        self.scene = {
+            "size": int(image_size),
+            "shapes": tuple(shapes or synthetic.DEFAULT_SHAPES),
+            "colours": {k: tuple(v) for k, v in (colours or synthetic.DEFAULT_COLOURS).items()},
+            "min_objects": int(min_objects),
+            "max_objects": int(max_objects),
+        }
+        self.counts = {"train": int(num_train), "val": int(num_val)}
+        self.seed = int(seed)
+        digest = hashlib.sha1(
+            json.dumps({"scene": self.scene, "counts": self.counts, "seed": self.seed}, sort_keys=True,
+                       default=list).encode()
+        ).hexdigest()[:10]
+        super().__init__(root=str(Path(data_dir) / "synthetic" / digest), train_split="train",
+                         val_split="val", **kwargs)
+
+    def generate(self) -> None:
+        """Writes the dataset unless a complete copy is already there."""
+        done = self.root / "COMPLETE"
+        if done.is_file():
+            return
+        for split_index, split in enumerate(self.splits):
+            synthetic.write_split(self.root, split, self.counts[split], self.seed, split_index, **self.scene)
+        done.write_text(json.dumps({"counts": self.counts, "seed": self.seed}))
+
+    def prepare_data(self) -> None:
+        self.generate()
+        super().prepare_data()
+
+    @property
+    def info(self) -> dict:
+        names = synthetic.category_names(self.scene["shapes"], self.scene["colours"])
+        return {"task": "relations", "categories": names, "relations": list(RELATIONS), "classes": []}
+
+
+class ImageFolderDataModule(RegionGraphDataModule):
+    """Single-label classification from ``root/{train,val}/<class>/*.{png,jpg,jpeg}``."""
+
+    task = "classification"
+
+    def __init__(self, root: str = "data/folder", **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.root = Path(root)
+
+    def jobs(self, split: str) -> list[ImageJob]:
+        classes = folder_classes(self.root, "train")
+        return [ImageJob(path=str(p), image_id=i, label=c)
+                for i, (p, c) in enumerate(folder_images(self.root, split, classes))]
+
+    @property
+    def info(self) -> dict:
+        return {"task": "classification", "categories": [], "relations": [],
+                "classes": folder_classes(self.root, "train")}

@@ -1,0 +1,50 @@
+"""Image folders: ``root/{train,val}/<class>/*.{png,jpg,jpeg}``, one label per image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from graphvision.data.images import IMAGE_SUFFIXES
+
+FOLDER_LAYOUT = """expected image-folder layout:
+    ROOT/train/<class>/*.png|jpg|jpeg
+    ROOT/val/<class>/*.png|jpg|jpeg
+(set it with data.root=ROOT)"""
+
+
+def folder_classes(root: str | Path, split: str = "train") -> list[str]:
+    """Sorted class names (sub-folders of ``root/split``); fails naming the path if none."""
+    root = Path(root)
+    split_dir = root / split
+    if not split_dir.is_dir():
+        raise FileNotFoundError(f"data.root={root}: missing folder {split_dir}/.\n{FOLDER_LAYOUT}")
+    classes = sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise FileNotFoundError(f"data.root={root}: {split_dir}/ has no class folders.\n{FOLDER_LAYOUT}")
+    return classes
+
+
+def folder_images(root: str | Path, split: str, classes: list[str]) -> list[tuple[Path, int]]:
+    """``(path, class index)`` of every image under ``root/split``, sorted by path.
+
+    Raises:
+        ValueError: a class folder of ``split`` is not among ``classes`` (the training classes).
+        FileNotFoundError: the split holds no images.
+    """
+    split_dir = Path(root) / split
+    found = folder_classes(root, split)
+    unknown = sorted(set(found) - set(classes))
+    if unknown:
+        raise ValueError(
+            f"{split_dir}: class folder(s) {unknown} do not exist in the training split; "
+            f"known classes are {classes}"
+        )
+    items = [
+        (p, classes.index(c))
+        for c in found
+        for p in sorted((split_dir / c).iterdir())
+        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+    ]
+    if not items:
+        raise FileNotFoundError(f"{split_dir}: no images ({', '.join(IMAGE_SUFFIXES)}).\n{FOLDER_LAYOUT}")
+    return items

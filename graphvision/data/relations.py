@@ -1,0 +1,52 @@
+"""Geometric relations between objects, by sg2im's rules (google/sg2im, ``data/coco.py``).
+
+For a subject ``s`` and object ``o`` with boxes ``(x0, y0, x1, y1)`` and mask centroids,
+all normalised to ``[0, 1]`` with ``y`` pointing down:
+
+1. ``s`` box strictly contains ``o`` box -> ``surrounding``;
+2. ``s`` box strictly inside ``o`` box -> ``inside``;
+3. otherwise the angle ``theta = atan2(dy, dx)`` of ``centre_s - centre_o``:
+   ``|theta| >= 3pi/4`` -> ``left of``; ``[-3pi/4, -pi/4)`` -> ``above``;
+   ``[-pi/4, pi/4)`` -> ``right of``; ``[pi/4, 3pi/4)`` -> ``below``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+RELATIONS = ("left of", "right of", "above", "below", "inside", "surrounding")
+LEFT_OF, RIGHT_OF, ABOVE, BELOW, INSIDE, SURROUNDING = range(6)
+
+
+def relation(box_s, box_o, centre_s, centre_o) -> int:
+    """Index into :data:`RELATIONS` of the relation ``s -> o``."""
+    sx0, sy0, sx1, sy1 = box_s
+    ox0, oy0, ox1, oy1 = box_o
+    if sx0 < ox0 and sx1 > ox1 and sy0 < oy0 and sy1 > oy1:
+        return SURROUNDING
+    if sx0 > ox0 and sx1 < ox1 and sy0 > oy0 and sy1 < oy1:
+        return INSIDE
+    theta = math.atan2(centre_s[1] - centre_o[1], centre_s[0] - centre_o[0])
+    if theta >= 3 * math.pi / 4 or theta <= -3 * math.pi / 4:
+        return LEFT_OF
+    if theta < -math.pi / 4:
+        return ABOVE
+    if theta < math.pi / 4:
+        return RIGHT_OF
+    return BELOW
+
+
+def pairwise_relations(boxes: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Relations of every ordered pair ``(i, j), i != j`` of ``M`` objects.
+
+    Shapes:
+        boxes ``[M, 4]``, centres ``[M, 2]`` -> ``rel_index [2, M*(M-1)]`` (subject, object),
+        ``rel_label [M*(M-1)]``.
+    """
+    m = len(boxes)
+    pairs = [(i, j) for i in range(m) for j in range(m) if i != j]
+    labels = [relation(boxes[i], boxes[j], centres[i], centres[j]) for i, j in pairs]
+    index = np.array(pairs, dtype=np.int64).reshape(-1, 2).T
+    return index, np.array(labels, dtype=np.int64)

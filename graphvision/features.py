@@ -1,0 +1,136 @@
+"""Stage: CNN region features. A torchvision backbone, its feature map pooled over
+superpixels (``segments`` resized to the feature map)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+from torch_geometric.utils import scatter
+from torchvision.models.feature_extraction import create_feature_extractor
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def load_backbone(name: str, weights: str | None = None, weights_fallback: str = "error") -> nn.Module:
+    """A torchvision classification model by name, with weights from disk only.
+
+    Args:
+        name: any ``torchvision.models`` name (``resnet18``, ``convnext_tiny``, ...).
+        weights: ``None`` (random init), a torchvision weights name such as
+            ``"ResNet18_Weights.IMAGENET1K_V1"`` (read from the torch hub cache, never
+            downloaded), or the path of a local state-dict file.
+        weights_fallback: ``"error"`` (default) or ``"random"``: what to do when named
+            weights are not on disk.
+    """
+    model = torchvision.models.get_model(name, weights=None)
+    if weights is None:
+        return model
+    path = Path(str(weights)).expanduser()
+    if not path.is_file():
+        try:
+            spec = torchvision.models.get_weight(str(weights))
+        except (ValueError, KeyError, AttributeError) as err:
+            raise ValueError(
+                f"backbone.weights={weights!r} is neither a file nor a torchvision weights name "
+                "(e.g. 'ResNet18_Weights.IMAGENET1K_V1'); use null for random initialisation"
+            ) from err
+        path = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(spec.url).path).name
+        if not path.is_file():
+            msg = (
+                f"pretrained weights {weights} are not on disk (looked for {path}); nothing is "
+                f"downloaded at run time. Copy {spec.url} there, set backbone.weights to a local "
+                "file, or set backbone.weights=null (or backbone.weights_fallback=random)."
+            )
+            if weights_fallback == "random":
+                log.warning("%s Using random weights.", msg)
+                return model
+            raise FileNotFoundError(msg)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    model.load_state_dict(state)
+    log.info("backbone %s: loaded weights from %s", name, path)
+    return model
+
+
+def pool_regions(
+    fmap: torch.Tensor, segments: torch.Tensor, pos: torch.Tensor, batch: torch.Tensor
+) -> torch.Tensor:
+    """Mean of a feature map over each region.
+
+    ``segments`` is sampled at the centre of every feature-map cell; a region that no
+    cell centre falls in (it vanished at that resolution) takes the bilinearly
+    interpolated feature at its centroid instead, so every region gets a finite feature.
+
+    Shapes:
+        fmap ``[B, C, h, w]``, segments ``[B, H, W]`` (batch-global region ids),
+        pos ``[N, 2]`` in ``[0, 1]``, batch ``[N]`` -> ``[N, C]``.
+    """
+    b, c, h, w = fmap.shape
+    n = pos.size(0)
+    rows = ((torch.arange(h, device=fmap.device) + 0.5) * segments.size(1) / h).long()
+    cols = ((torch.arange(w, device=fmap.device) + 0.5) * segments.size(2) / w).long()
+    ids = segments[:, rows][:, :, cols].reshape(-1)  # (B*h*w,)
+    cells = fmap.permute(0, 2, 3, 1).reshape(-1, c)  # (B*h*w, C)
+    out = scatter(cells, ids, dim=0, dim_size=n, reduce="mean")  # (N, C)
+    missing = torch.bincount(ids, minlength=n) == 0
+    if missing.any():
+        idx = missing.nonzero().squeeze(1)
+        grid = (pos[idx] * 2 - 1).view(-1, 1, 1, 2).to(fmap.dtype)  # (K, 1, 1, 2)
+        sampled = F.grid_sample(fmap[batch[idx]], grid, align_corners=False)  # (K, C, 1, 1)
+        out = out.index_put((idx,), sampled.view(-1, c))
+    return out
+
+
+class RegionFeatures(nn.Module):
+    """Backbone feature map pooled over superpixels.
+
+    Args:
+        name: torchvision model name (default ``resnet18``).
+        return_node: the layer whose output is pooled (default ``layer2``: stride 8).
+        weights: see :func:`load_backbone` (default ``None``).
+        weights_fallback: ``error`` or ``random`` (default ``error``).
+        trainable: train the backbone (default ``True``); frozen backbones stay in eval mode.
+
+    Shapes:
+        images ``[B, 3, H, W]`` in ``[0, 1]``, segments ``[B, H, W]``, pos ``[N, 2]``,
+        batch ``[N]`` -> ``[N, out_channels]``.
+    """
+
+    def __init__(self, name: str = "resnet18", return_node: str = "layer2", weights: str | None = None,
+                 weights_fallback: str = "error", trainable: bool = True) -> None:
+        super().__init__()
+        self.name, self.return_node, self.trainable = name, return_node, trainable
+        model = load_backbone(name, weights, weights_fallback)
+        self.body = create_feature_extractor(model, {return_node: "features"})
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        with torch.no_grad():
+            self.out_channels = int(self.body(torch.zeros(1, 3, 64, 64))["features"].shape[1])
+        if not trainable:
+            self.body.requires_grad_(False)
+            self.body.eval()
+
+    def train(self, mode: bool = True) -> RegionFeatures:
+        super().train(mode)
+        if not self.trainable:
+            self.body.eval()  # frozen BatchNorm statistics stay frozen
+        return self
+
+    def feature_map(self, images: torch.Tensor) -> torch.Tensor:
+        return self.body((images - self.mean) / self.std)["features"]  # (B, C, h, w)
+
+    def forward(self, images, segments, pos, batch) -> torch.Tensor:
+        return pool_regions(self.feature_map(images), segments, pos, batch)
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({self.name}, return_node={self.return_node}, "
+                f"out_channels={self.out_channels}, trainable={self.trainable})")

@@ -1,0 +1,63 @@
+"""The network: regions -> CNN features -> GNN -> sequence -> heads, as one ``nn.Module``.
+
+Each stage is built from its config (a dict with Hydra's ``_target_``), so a checkpoint's
+hyper-parameters rebuild the same network. The LightningModule (``module.py``) owns
+losses, metrics and optimisers; this file owns only the forward pass.
+"""
+
+from __future__ import annotations
+
+import torch
+from hydra.utils import instantiate
+from torch import nn
+
+from graphvision.heads import ClassHead, ObjectHead, RelationHead, SceneHead
+from graphvision.regions import EDGE_FEATURES, NODE_FEATURES
+
+
+class GraphVisionNet(nn.Module):
+    """Args:
+        info: what to predict: ``{"task", "categories", "relations", "classes"}``.
+        backbone, gnn, sequence: stage configs (``_target_`` + arguments); the widths are
+            filled in here.
+        dim: token width throughout (default 128).
+        dropout: in the heads (default 0.0).
+    """
+
+    def __init__(self, info: dict, backbone: dict, gnn: dict, sequence: dict, dim: int = 128,
+                 dropout: float = 0.0) -> None:
+        super().__init__()
+        self.task = info["task"]
+        self.features = instantiate(backbone)
+        self.node_encoder = nn.Sequential(
+            nn.Linear(self.features.out_channels + len(NODE_FEATURES), dim), nn.GELU(), nn.Linear(dim, dim)
+        )
+        self.gnn = instantiate(gnn, channels=dim, edge_dim=len(EDGE_FEATURES))
+        self.sequence = instantiate(sequence, dim=dim)
+        if self.task == "relations":
+            self.scene_head = SceneHead(dim, len(info["categories"]))
+            self.object_head = ObjectHead(dim, len(info["categories"]), dropout)
+            self.relation_head = RelationHead(dim, len(info["relations"]), dropout)
+        elif self.task == "classification":
+            self.class_head = ClassHead(dim, len(info["classes"]))
+        else:
+            raise ValueError(f"unknown task {self.task!r}: use 'relations' or 'classification'")
+
+    def encode(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """CLS vectors ``[B, dim]`` and contextual region tokens ``[N, dim]``."""
+        feats = self.features(batch.image, batch.segments, batch.pos, batch.batch)  # (N, C)
+        h = self.node_encoder(torch.cat([feats, batch.x], dim=1))  # (N, d)
+        h = self.gnn(h, batch.edge_index, batch.edge_attr, batch.batch)  # (N, d)
+        return self.sequence(h, batch.pos, batch.batch)  # (B, d), (N, d)
+
+    def forward(self, batch) -> dict[str, torch.Tensor]:
+        cls, tokens = self.encode(batch)
+        if self.task == "classification":
+            return {"class_logits": self.class_head(cls)}
+        out = {"scene_logits": self.scene_head(cls)}
+        num_objects = int(batch.obj_label.numel())
+        emb, geom, out["object_logits"] = self.object_head(
+            tokens, batch.x, batch.obj_region_index, batch.obj_region_weight, num_objects
+        )
+        out["relation_logits"] = self.relation_head(emb, geom, batch.rel_index)
+        return out

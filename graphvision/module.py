@@ -1,0 +1,119 @@
+"""The LightningModule: losses, metrics and optimisers around :class:`GraphVisionNet`."""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+from torchmetrics.classification import MulticlassAccuracy, MultilabelAveragePrecision
+
+from graphvision.metrics import RelationRecall
+from graphvision.model import GraphVisionNet
+
+
+def _plain(cfg):
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+
+
+class GraphVisionModule(L.LightningModule):
+    """Args:
+        info: ``{"task", "categories", "relations", "classes"}`` from the DataModule.
+        backbone, gnn, sequence: stage configs (``_target_`` + arguments), see ``conf/model/``.
+        dim: token width throughout (default 128).
+        dropout: in the heads (default 0.0).
+        loss_weights: ``scene``, ``objects``, ``relations``, ``classification`` (default 1 each).
+        lr, weight_decay: AdamW (defaults 1e-3, 0.05; no decay on biases and norms).
+        warmup_fraction: linear warm-up share of all steps before the cosine decay (default 0.05).
+        recall_k: K of ``val/rel_R@K`` and ``val/rel_mR@K`` (default 50).
+    """
+
+    def __init__(self, info: dict, backbone: dict, gnn: dict, sequence: dict, dim: int = 128,
+                 dropout: float = 0.0, loss_weights: dict | None = None, lr: float = 1e-3,
+                 weight_decay: float = 0.05, warmup_fraction: float = 0.05, recall_k: int = 50) -> None:
+        super().__init__()
+        # plain containers, so checkpoints load with torch.load(weights_only=True)
+        info, backbone, gnn, sequence, loss_weights = (
+            _plain(info), _plain(backbone), _plain(gnn), _plain(sequence), _plain(loss_weights)
+        )
+        self.save_hyperparameters()
+        self.net = GraphVisionNet(info, backbone, gnn, sequence, dim, dropout)
+        self.task = info["task"]
+        self.loss_weights = {"scene": 1.0, "objects": 1.0, "relations": 1.0, "classification": 1.0,
+                             **(loss_weights or {})}
+        if self.task == "relations":
+            c, p = len(info["categories"]), len(info["relations"])
+            self.val_scene_map = MultilabelAveragePrecision(num_labels=c, average="macro")
+            self.val_object_acc = MulticlassAccuracy(num_classes=c, average="micro")
+            self.val_rel_acc = MulticlassAccuracy(num_classes=p, average="micro")
+            self.val_rel_recall = RelationRecall(num_predicates=p, k=recall_k)
+        else:
+            self.val_acc = MulticlassAccuracy(num_classes=len(info["classes"]), average="micro")
+
+    def forward(self, batch) -> dict[str, torch.Tensor]:
+        return self.net(batch)
+
+    def losses(self, out: dict, batch) -> dict[str, torch.Tensor]:
+        if self.task == "classification":
+            return {"classification": F.cross_entropy(out["class_logits"], batch.label)}
+        losses = {"scene": F.binary_cross_entropy_with_logits(out["scene_logits"], batch.y)}
+        if batch.obj_label.numel():
+            losses["objects"] = F.cross_entropy(out["object_logits"], batch.obj_label)
+        if batch.rel_label.numel():
+            losses["relations"] = F.cross_entropy(out["relation_logits"], batch.rel_label)
+        return losses
+
+    def _step(self, batch, stage: str):
+        out = self(batch)
+        losses = self.losses(out, batch)
+        loss = sum(self.loss_weights[k] * v for k, v in losses.items())
+        bs = batch.num_graphs
+        self.log(f"{stage}/loss", loss, batch_size=bs, prog_bar=True, on_epoch=True, on_step=stage == "train")
+        for name, value in losses.items():
+            self.log(f"{stage}/loss_{name}", value, batch_size=bs, on_epoch=True, on_step=False)
+        return out, loss
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")[1]
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        out, _ = self._step(batch, "val")
+        bs = batch.num_graphs
+        if self.task == "classification":
+            self.val_acc(out["class_logits"], batch.label)
+            self.log("val/acc", self.val_acc, batch_size=bs, prog_bar=True)
+            return
+        self.val_scene_map(out["scene_logits"], batch.y.long())
+        self.log("val/scene_map", self.val_scene_map, batch_size=bs, prog_bar=True)
+        if batch.obj_label.numel():
+            self.val_object_acc(out["object_logits"], batch.obj_label)
+            self.log("val/object_acc", self.val_object_acc, batch_size=bs, prog_bar=True)
+        if batch.rel_label.numel():
+            self.val_rel_acc(out["relation_logits"], batch.rel_label)
+            self.log("val/rel_acc", self.val_rel_acc, batch_size=bs, prog_bar=True)
+            self.val_rel_recall.update(out["relation_logits"], out["object_logits"], batch.rel_index,
+                                       batch.rel_label, batch.obj_label, batch.rel_label_batch)
+
+    def on_validation_epoch_end(self) -> None:
+        if self.task == "relations":
+            for name, value in self.val_rel_recall.compute().items():
+                self.log(f"val/rel_{name}", value)
+            self.val_rel_recall.reset()
+
+    def configure_optimizers(self):
+        decay = [p for p in self.parameters() if p.requires_grad and p.ndim >= 2]
+        no_decay = [p for p in self.parameters() if p.requires_grad and p.ndim < 2]
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": self.hparams.weight_decay},
+                                 {"params": no_decay, "weight_decay": 0.0}], lr=self.hparams.lr)
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        warmup = int(self.hparams.warmup_fraction * total)
+
+        def schedule(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(total - warmup, 1))))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -1,0 +1,67 @@
+"""Train: ``python -m graphvision.train [experiment=...] [group=option] [key=value]``.
+
+Wires the Hydra config together (data, model, callbacks, loggers, trainer), fits,
+re-validates the best checkpoint, writes ``metrics.json`` into the run folder and returns
+``optimized_metric`` for sweepers.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import hydra
+import lightning as L
+from omegaconf import DictConfig, OmegaConf
+
+from graphvision.utils import CONFIG_DIR, metrics_table, rank_zero_logging, scalar_metrics, write_metrics
+
+log = logging.getLogger(__name__)
+
+
+def instantiate_all(cfg: DictConfig, group: str) -> list:
+    """Instantiates every entry of a dict-of-configs group (callbacks, logger)."""
+    section = cfg.get(group) or {}
+    return [hydra.utils.instantiate(c) for c in section.values() if c and "_target_" in c]
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fits the configured model and returns the final validation metrics."""
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule = hydra.utils.instantiate(cfg.data)
+    info = datamodule.info  # fails here, before training, on a bad data.root
+    log.info("task %s: %d categories, %d relations, %d classes", info["task"], len(info["categories"]),
+             len(info["relations"]), len(info["classes"]))
+    model = hydra.utils.instantiate(cfg.model, info=info)
+    trainer = hydra.utils.instantiate(
+        cfg.trainer, callbacks=instantiate_all(cfg, "callbacks"), logger=instantiate_all(cfg, "logger") or False
+    )
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    if best:
+        log.info("validating the best checkpoint %s", best)
+        trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False)
+    metrics = scalar_metrics(trainer.callback_metrics)
+    write_metrics(metrics, cfg.paths.output_dir)
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    rank_zero_logging()
+    log.debug("config:\n%s", OmegaConf.to_yaml(cfg))
+    metrics = train(cfg)
+    if trainer_rank_zero():
+        print(f"\nvalidation metrics ({Path(cfg.paths.output_dir) / 'metrics.json'}):")
+        print(metrics_table(metrics))
+    return metrics.get(cfg.get("optimized_metric"))
+
+
+def trainer_rank_zero() -> bool:
+    from lightning.pytorch.utilities import rank_zero_only
+
+    return rank_zero_only.rank == 0
+
+
+if __name__ == "__main__":
+    main()
