@@ -1,5 +1,6 @@
 """Stage: prediction heads. Scene multi-label and image class from the CLS token; objects
-as membership-weighted means of region tokens; relations from ordered object pairs."""
+as membership-weighted means of region tokens; relations from ordered object pairs; a
+per-region class (an auxiliary target that teaches region tokens what they belong to)."""
 
 from __future__ import annotations
 
@@ -55,6 +56,37 @@ def object_geometry(x: torch.Tensor, index: torch.Tensor, weight: torch.Tensor,
     return torch.cat([centre, lo, hi, total[:, None], fill[:, None]], dim=1)  # (M, 8)
 
 
+def object_masks(segments: torch.Tensor, index: torch.Tensor, weight: torch.Tensor, obj_batch: torch.Tensor,
+                 num_objects: int) -> torch.Tensor:
+    """Each object's soft mask at the working resolution, painted from its regions: a pixel
+    takes the membership of its region.
+
+    Shapes:
+        segments ``[B, H, W]`` (batch-global region ids), index ``[2, K]``, weight ``[K]``,
+        obj_batch ``[M]`` -> ``[M, H, W]``.
+    """
+    num_regions = int(segments.max()) + 1 if segments.numel() else 0
+    dense = weight.new_zeros(num_objects, num_regions)
+    dense[index[0], index[1]] = weight  # (M, N)
+    pixels = segments[obj_batch].flatten(1)  # (M, H*W)
+    return torch.gather(dense, 1, pixels).view(num_objects, *segments.shape[1:])
+
+
+def object_shape(masks: torch.Tensor, geom: torch.Tensor, grid: int) -> torch.Tensor:
+    """The object's region mask inside its region box, resampled to ``grid x grid``.
+
+    Shapes:
+        masks ``[M, H, W]``, geom ``[M, 8]`` (see :func:`object_geometry`) -> ``[M, grid * grid]``.
+    """
+    from torchvision.ops import roi_align
+
+    m, h, w = masks.shape
+    scale = masks.new_tensor([w, h, w, h])
+    boxes = torch.cat([torch.arange(m, device=masks.device, dtype=masks.dtype)[:, None],
+                       geom[:, 2:6].to(masks.dtype) * scale], dim=1)  # (M, 5): image index, x0 y0 x1 y1
+    return roi_align(masks[:, None], boxes, (grid, grid), aligned=True).flatten(1)  # (M, grid*grid)
+
+
 class SceneHead(nn.Module):
     """Multi-label scene logits ``[B, C]`` from the CLS vector ``[B, d]``."""
 
@@ -67,17 +99,53 @@ class SceneHead(nn.Module):
 
 
 class ObjectHead(nn.Module):
-    """Object embeddings ``[M, d]`` and class logits ``[M, C]`` from region tokens."""
+    """Object embeddings ``[M, d]`` and class logits ``[M, C]``.
 
-    def __init__(self, dim: int, num_categories: int, dropout: float = 0.0) -> None:
+    An object is described by the membership-weighted mean of its region tokens, its
+    geometry (:func:`object_geometry`) and, with ``shape_grid > 0``, the shape of its
+    region mask on a ``shape_grid x shape_grid`` grid (:func:`object_shape`).
+    """
+
+    def __init__(self, dim: int, num_categories: int, dropout: float = 0.0, shape_grid: int = 8) -> None:
         super().__init__()
-        self.embed = mlp(dim + GEOMETRY_DIM, dim, dim, dropout)
+        self.shape_grid = shape_grid
+        self.embed = mlp(dim + GEOMETRY_DIM + shape_grid**2, dim, dim, dropout)
         self.classify = nn.Sequential(nn.GELU(), nn.Linear(dim, num_categories))
 
-    def forward(self, tokens, x, index, weight, num_objects):
+    def forward(self, tokens, x, segments, index, weight, obj_batch, num_objects):
         geom = object_geometry(x, index, weight, num_objects)  # (M, 8)
-        emb = self.embed(torch.cat([pool_objects(tokens, index, weight, num_objects), geom], dim=1))
+        parts = [pool_objects(tokens, index, weight, num_objects), geom]
+        if self.shape_grid:
+            masks = object_masks(segments, index, weight, obj_batch, num_objects)  # (M, H, W)
+            parts.append(object_shape(masks, geom, self.shape_grid))  # (M, g*g)
+        emb = self.embed(torch.cat(parts, dim=1))
         return emb, geom, self.classify(emb)
+
+
+def region_targets(index: torch.Tensor, weight: torch.Tensor, obj_label: torch.Tensor, num_regions: int,
+                   background: int, min_weight: float = 0.5) -> torch.Tensor:
+    """Per-region class: the category of the object covering most of the region if it covers
+    at least ``min_weight`` of it, else ``background``.
+
+    Shapes:
+        index ``[2, K]``, weight ``[K]``, obj_label ``[M]`` -> ``[N]``.
+    """
+    best = scatter(weight, index[1], dim=0, dim_size=num_regions, reduce="max")
+    target = torch.full((num_regions,), background, dtype=torch.long, device=weight.device)
+    winner = (weight >= min_weight) & (weight == best[index[1]])
+    target[index[1][winner]] = obj_label[index[0][winner]]
+    return target
+
+
+class RegionHead(nn.Module):
+    """Per-region logits ``[N, C + 1]`` (the categories plus background) from region tokens."""
+
+    def __init__(self, dim: int, num_categories: int) -> None:
+        super().__init__()
+        self.proj = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, num_categories + 1))
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.proj(tokens)
 
 
 class RelationHead(nn.Module):

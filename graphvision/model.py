@@ -11,8 +11,15 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
-from graphvision.heads import ClassHead, ObjectHead, RelationHead, SceneHead
+from graphvision.heads import ClassHead, ObjectHead, RegionHead, RelationHead, SceneHead
 from graphvision.regions import EDGE_FEATURES, NODE_FEATURES
+
+
+def obj_batch(batch) -> torch.Tensor:
+    """Image index of every object ``[M]`` (``follow_batch``'s vector, or built for one graph)."""
+    if "obj_label_batch" in batch:
+        return batch.obj_label_batch
+    return batch.obj_label.new_zeros(batch.obj_label.numel())
 
 
 class GraphVisionNet(nn.Module):
@@ -22,10 +29,11 @@ class GraphVisionNet(nn.Module):
             filled in here.
         dim: token width throughout (default 128).
         dropout: in the heads (default 0.0).
+        shape_grid: side of the object region-mask grid fed to the object head (default 8; 0: off).
     """
 
     def __init__(self, info: dict, backbone: dict, gnn: dict, sequence: dict, dim: int = 128,
-                 dropout: float = 0.0) -> None:
+                 dropout: float = 0.0, shape_grid: int = 8) -> None:
         super().__init__()
         self.task = info["task"]
         self.features = instantiate(backbone)
@@ -36,7 +44,8 @@ class GraphVisionNet(nn.Module):
         self.sequence = instantiate(sequence, dim=dim)
         if self.task == "relations":
             self.scene_head = SceneHead(dim, len(info["categories"]))
-            self.object_head = ObjectHead(dim, len(info["categories"]), dropout)
+            self.region_head = RegionHead(dim, len(info["categories"]))
+            self.object_head = ObjectHead(dim, len(info["categories"]), dropout, shape_grid)
             self.relation_head = RelationHead(dim, len(info["relations"]), dropout)
         elif self.task == "classification":
             self.class_head = ClassHead(dim, len(info["classes"]))
@@ -54,10 +63,11 @@ class GraphVisionNet(nn.Module):
         cls, tokens = self.encode(batch)
         if self.task == "classification":
             return {"class_logits": self.class_head(cls)}
-        out = {"scene_logits": self.scene_head(cls)}
+        out = {"scene_logits": self.scene_head(cls), "region_logits": self.region_head(tokens)}
         num_objects = int(batch.obj_label.numel())
         emb, geom, out["object_logits"] = self.object_head(
-            tokens, batch.x, batch.obj_region_index, batch.obj_region_weight, num_objects
+            tokens, batch.x, batch.segments, batch.obj_region_index, batch.obj_region_weight,
+            obj_batch(batch), num_objects,
         )
         out["relation_logits"] = self.relation_head(emb, geom, batch.rel_index)
         return out

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torchmetrics.classification import MulticlassAccuracy, MultilabelAveragePrecision
 
+from graphvision.heads import region_targets
 from graphvision.metrics import RelationRecall
 from graphvision.model import GraphVisionNet
 
@@ -24,29 +25,36 @@ class GraphVisionModule(L.LightningModule):
         backbone, gnn, sequence: stage configs (``_target_`` + arguments), see ``conf/model/``.
         dim: token width throughout (default 128).
         dropout: in the heads (default 0.0).
-        loss_weights: ``scene``, ``objects``, ``relations``, ``classification`` (default 1 each).
+        shape_grid: object region-mask grid side for the object head (default 8; 0: off).
+        loss_weights: ``scene``, ``objects``, ``relations``, ``regions`` (the auxiliary
+            per-region class), ``classification`` (default 1 each).
         lr, weight_decay: AdamW (defaults 1e-3, 0.05; no decay on biases and norms).
         warmup_fraction: linear warm-up share of all steps before the cosine decay (default 0.05).
         recall_k: K of ``val/rel_R@K`` and ``val/rel_mR@K`` (default 50).
+        data_config: the DataModule config the model was trained with, kept in checkpoints
+            so that ``graphvision.eval`` can rebuild the data (default None).
     """
 
     def __init__(self, info: dict, backbone: dict, gnn: dict, sequence: dict, dim: int = 128,
-                 dropout: float = 0.0, loss_weights: dict | None = None, lr: float = 1e-3,
-                 weight_decay: float = 0.05, warmup_fraction: float = 0.05, recall_k: int = 50) -> None:
+                 dropout: float = 0.0, shape_grid: int = 8, loss_weights: dict | None = None, lr: float = 1e-3,
+                 weight_decay: float = 0.05, warmup_fraction: float = 0.05, recall_k: int = 50,
+                 data_config: dict | None = None) -> None:
         super().__init__()
         # plain containers, so checkpoints load with torch.load(weights_only=True)
-        info, backbone, gnn, sequence, loss_weights = (
-            _plain(info), _plain(backbone), _plain(gnn), _plain(sequence), _plain(loss_weights)
+        info, backbone, gnn, sequence, loss_weights, data_config = (
+            _plain(info), _plain(backbone), _plain(gnn), _plain(sequence), _plain(loss_weights),
+            _plain(data_config),
         )
         self.save_hyperparameters()
-        self.net = GraphVisionNet(info, backbone, gnn, sequence, dim, dropout)
+        self.net = GraphVisionNet(info, backbone, gnn, sequence, dim, dropout, shape_grid)
         self.task = info["task"]
-        self.loss_weights = {"scene": 1.0, "objects": 1.0, "relations": 1.0, "classification": 1.0,
+        self.loss_weights = {"scene": 1.0, "objects": 1.0, "relations": 1.0, "regions": 1.0, "classification": 1.0,
                              **(loss_weights or {})}
         if self.task == "relations":
             c, p = len(info["categories"]), len(info["relations"])
             self.val_scene_map = MultilabelAveragePrecision(num_labels=c, average="macro")
             self.val_object_acc = MulticlassAccuracy(num_classes=c, average="micro")
+            self.val_region_acc = MulticlassAccuracy(num_classes=c + 1, average="micro")
             self.val_rel_acc = MulticlassAccuracy(num_classes=p, average="micro")
             self.val_rel_recall = RelationRecall(num_predicates=p, k=recall_k)
         else:
@@ -59,11 +67,16 @@ class GraphVisionModule(L.LightningModule):
         if self.task == "classification":
             return {"classification": F.cross_entropy(out["class_logits"], batch.label)}
         losses = {"scene": F.binary_cross_entropy_with_logits(out["scene_logits"], batch.y)}
+        losses["regions"] = F.cross_entropy(out["region_logits"], self.region_target(out, batch))
         if batch.obj_label.numel():
             losses["objects"] = F.cross_entropy(out["object_logits"], batch.obj_label)
         if batch.rel_label.numel():
             losses["relations"] = F.cross_entropy(out["relation_logits"], batch.rel_label)
         return losses
+
+    def region_target(self, out: dict, batch) -> torch.Tensor:
+        return region_targets(batch.obj_region_index, batch.obj_region_weight, batch.obj_label,
+                              batch.num_nodes, background=out["region_logits"].size(1) - 1)
 
     def _step(self, batch, stage: str):
         out = self(batch)
@@ -87,6 +100,8 @@ class GraphVisionModule(L.LightningModule):
             return
         self.val_scene_map(out["scene_logits"], batch.y.long())
         self.log("val/scene_map", self.val_scene_map, batch_size=bs, prog_bar=True)
+        self.val_region_acc(out["region_logits"], self.region_target(out, batch))
+        self.log("val/region_acc", self.val_region_acc, batch_size=bs)
         if batch.obj_label.numel():
             self.val_object_acc(out["object_logits"], batch.obj_label)
             self.log("val/object_acc", self.val_object_acc, batch_size=bs, prog_bar=True)

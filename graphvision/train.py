@@ -25,6 +25,15 @@ def instantiate_all(cfg: DictConfig, group: str) -> list:
     return [hydra.utils.instantiate(c) for c in section.values() if c and "_target_" in c]
 
 
+def portable_data_config(data_cfg: DictConfig) -> dict:
+    """The data config with its folders made absolute, to be stored in checkpoints."""
+    out = OmegaConf.to_container(data_cfg, resolve=True)
+    for key in ("root", "data_dir", "cache_dir"):
+        if out.get(key):
+            out[key] = str(Path(out[key]).resolve())
+    return out
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fits the configured model and returns the final validation metrics."""
     L.seed_everything(cfg.seed, workers=True)
@@ -32,7 +41,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     info = datamodule.info  # fails here, before training, on a bad data.root
     log.info("task %s: %d categories, %d relations, %d classes", info["task"], len(info["categories"]),
              len(info["relations"]), len(info["classes"]))
-    model = hydra.utils.instantiate(cfg.model, info=info)
+    model = hydra.utils.instantiate(cfg.model, info=info, data_config=portable_data_config(cfg.data))
     trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=instantiate_all(cfg, "callbacks"), logger=instantiate_all(cfg, "logger") or False
     )

@@ -60,9 +60,9 @@ class CocoIndex:
 def check_coco_root(root: str | Path, splits: tuple[str, ...] = ("train2017", "val2017")) -> Path:
     """Fails early, naming the path and the expected layout, if ``root`` is not COCO-shaped."""
     root = Path(root)
-    missing = []
     if not root.is_dir():
-        missing.append(str(root))
+        raise FileNotFoundError(f"data.root={root} does not exist.\n{COCO_LAYOUT}")
+    missing = []
     for split in splits:
         ann = root / "annotations" / f"instances_{split}.json"
         if not ann.is_file():

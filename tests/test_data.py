@@ -1,0 +1,181 @@
+"""Datasets, cache and batching: synthetic scenes, corrupt entries, unreadable images."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch_geometric.data import Batch
+
+from graphvision.data import CocoDataModule, ImageFolderDataModule, SyntheticDataModule, obj_regions
+from graphvision.data.cache import entry_path
+from graphvision.data.synthetic import category_names, render_scene, write_split
+
+
+def test_synthetic_vocabulary_and_object_counts():
+    assert len(category_names()) >= 8
+    for i in range(20):
+        img, objects = render_scene(np.random.default_rng([0, 0, i]))
+        assert img.shape == (128, 128, 3) and img.dtype == np.uint8
+        assert 2 <= len(objects) <= 6
+        assert all(o["visible"].sum() > 0 for o in objects)
+
+
+def test_synthetic_is_deterministic(tmp_path):
+    a = write_split(tmp_path / "a", "train", 4, seed=3, split_index=0)
+    b = write_split(tmp_path / "b", "train", 4, seed=3, split_index=0)
+    assert a.read_text() == b.read_text()
+    for name in ("000000.png", "000003.png"):
+        assert (tmp_path / "a/train" / name).read_bytes() == (tmp_path / "b/train" / name).read_bytes()
+    c = write_split(tmp_path / "c", "train", 4, seed=4, split_index=0)
+    assert c.read_text() != a.read_text()
+
+
+def test_synthetic_writes_polygons_and_rle(tmp_path):
+    write_split(tmp_path, "train", 30, seed=0, split_index=0)
+    anns = json.loads((tmp_path / "annotations/instances_train.json").read_text())["annotations"]
+    kinds = {type(a["segmentation"]).__name__ for a in anns}
+    assert kinds == {"list", "dict"}  # unoccluded polygons, occluded visible-part RLEs
+
+
+@pytest.fixture(scope="module")
+def tiny_synthetic(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synthetic")
+    dm = SyntheticDataModule(data_dir=str(root), cache_dir=str(root / "cache"), num_train=12, num_val=6,
+                             batch_size=4, prepare_workers=2, in_memory=False)
+    dm.prepare_data()
+    dm.setup("fit")
+    return dm
+
+
+def test_batches_follow_the_data_contract(tiny_synthetic):
+    dm = tiny_synthetic
+    graphs = [dm.datasets["train"][i] for i in range(3)]
+    batch = Batch.from_data_list(graphs)
+    assert batch.image.shape == (3, 3, 128, 128) and batch.image.dtype == torch.float32
+    assert 0 <= float(batch.image.min()) and float(batch.image.max()) <= 1
+    assert batch.segments.shape == (3, 128, 128)
+    # segments, memberships and relations are offset per graph
+    for i, g in enumerate(graphs):
+        assert torch.equal(batch.segments[i], g.segments + batch.ptr[i])
+    n0, m0 = graphs[0].num_nodes, graphs[0].num_objects
+    k0 = graphs[0].obj_region_index.size(1)
+    second = batch.obj_region_index[:, k0 : k0 + graphs[1].obj_region_index.size(1)]
+    assert torch.equal(second, graphs[1].obj_region_index + torch.tensor([[m0], [n0]]))
+    r0 = graphs[0].rel_index.size(1)
+    assert torch.equal(batch.rel_index[:, r0 : r0 + graphs[1].rel_index.size(1)], graphs[1].rel_index + m0)
+    dense = obj_regions(batch).to_dense()
+    assert dense.shape == (batch.obj_label.numel(), batch.num_nodes)
+    assert float(dense.max()) <= 1.0 and (dense.sum(1) > 0).all()
+    assert batch.y.shape == (3, len(dm.info["categories"]))
+
+
+def test_cached_equals_fresh(tiny_synthetic):
+    from graphvision.data.cache import build_entry, load_entry
+
+    ds = tiny_synthetic.datasets["val"]
+    cached = load_entry(entry_path(ds.cache_dir, ds.keys[0]))
+    fresh = build_entry(ds.jobs[0], ds.regions, ds.objects)
+    assert cached.keys() == fresh.keys()
+    for k in fresh:
+        assert torch.equal(cached[k], fresh[k]), k
+
+
+def test_truncated_cache_entry_is_rebuilt(tiny_synthetic, caplog):
+    ds = tiny_synthetic.datasets["val"]
+    path = entry_path(ds.cache_dir, ds.keys[1])
+    good = ds[1]
+    path.write_bytes(path.read_bytes()[:100])
+    with caplog.at_level(logging.WARNING):
+        again = ds[1]
+    assert "corrupt cache entry" in caplog.text
+    assert torch.equal(again.x, good.x) and torch.equal(again.segments, good.segments)
+    assert ds[1].num_nodes == good.num_nodes  # and the rebuilt entry is on disk again
+    assert not list(ds.cache_dir.rglob("*.tmp"))
+
+
+def _tiny_coco(root, images):
+    """A COCO-layout root whose train and val splits both hold ``images`` (name -> bytes or
+    array); image 1 has one object, the others none."""
+    (root / "annotations").mkdir(parents=True)
+    entries = [{"id": i, "file_name": n, "width": 32, "height": 32} for i, n in enumerate(images, 1)]
+    anns = [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [2, 2, 20, 20], "iscrowd": 0,
+             "segmentation": [[2, 2, 22, 2, 22, 22, 2, 22]]}]
+    cats = [{"id": 1, "name": "thing"}, {"id": 2, "name": "other thing"}]
+    for split in ("train2017", "val2017"):
+        (root / split).mkdir()
+        for name, content in images.items():
+            if isinstance(content, bytes):
+                (root / split / name).write_bytes(content)
+            else:
+                Image.fromarray(content).save(root / split / name)
+        (root / "annotations" / f"instances_{split}.json").write_text(
+            json.dumps({"images": entries, "annotations": anns, "categories": cats}))
+    return root
+
+
+def test_unreadable_images_are_skipped_counted_and_logged(tmp_path, caplog):
+    rng = np.random.default_rng(0)
+    good = rng.integers(0, 255, (32, 32, 3), np.uint8)
+    Image.fromarray(good).save(tmp_path / "full.jpg")
+    truncated = (tmp_path / "full.jpg").read_bytes()[:200]
+    root = _tiny_coco(tmp_path / "coco", {
+        "a.jpg": good, "empty.jpg": b"", "cut.jpg": truncated, "b.jpg": np.zeros((32, 32, 3), np.uint8),
+    })
+    dm = CocoDataModule(root=str(root), cache_dir=str(tmp_path / "cache"), prepare_workers=1, batch_size=4)
+    with caplog.at_level(logging.WARNING):
+        dm.prepare_data()
+        dm.setup("fit")
+    assert "val: skipped 2 of 4 images" in caplog.text
+    assert "empty.jpg" in caplog.text and "cut.jpg" in caplog.text
+    assert len(dm.datasets["val"]) == 2
+    batch = next(iter(dm.val_dataloader()))
+    assert batch.num_graphs == 2
+    # image 2 (b.jpg, all black) has no objects and one region: still a valid graph
+    flat = dm.datasets["val"][1]
+    assert flat.num_objects == 0 and flat.rel_index.shape == (2, 0) and flat.num_nodes >= 1
+
+
+def test_missing_root_fails_with_layout(tmp_path):
+    dm = CocoDataModule(root=str(tmp_path / "nowhere"), cache_dir=str(tmp_path / "cache"))
+    with pytest.raises(FileNotFoundError, match=r"(?s)nowhere does not exist.*expected COCO 2017 layout.*instances_train2017.json"):
+        dm.info  # noqa: B018
+
+
+def test_wrong_layout_fails_with_layout(tmp_path):
+    (tmp_path / "coco" / "images").mkdir(parents=True)
+    dm = CocoDataModule(root=str(tmp_path / "coco"), cache_dir=str(tmp_path / "cache"))
+    with pytest.raises(FileNotFoundError, match=r"annotations/instances_val2017.json"):
+        dm.prepare_data()
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda t: t[:-5], r"instances_val2017.json: malformed JSON at line 1"),
+        (lambda t: t.replace('"image_id": 1', '"image_id": 99'), r"instances_val2017.json: annotation id 1 names image_id 99"),
+        (lambda t: t.replace('"category_id": 1', '"category_id": 7'), r"instances_val2017.json: annotation id 1 names category_id 7"),
+    ],
+)
+def test_bad_annotations_name_file_and_id(tmp_path, mutate, message):
+    root = _tiny_coco(tmp_path / "coco", {"a.png": np.zeros((32, 32, 3), np.uint8)})
+    ann = root / "annotations" / "instances_val2017.json"
+    ann.write_text(mutate(ann.read_text()))
+    dm = CocoDataModule(root=str(root), cache_dir=str(tmp_path / "cache"))
+    with pytest.raises(ValueError, match=message):
+        dm.prepare_data()
+
+
+def test_image_folder_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"(?s)missing folder .*train/.*expected image-folder layout"):
+        ImageFolderDataModule(root=str(tmp_path)).info  # noqa: B018
+    (tmp_path / "train" / "cat").mkdir(parents=True)
+    (tmp_path / "val" / "dog").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(tmp_path / "train" / "cat" / "1.png")
+    Image.new("RGB", (8, 8)).save(tmp_path / "val" / "dog" / "1.png")
+    with pytest.raises(ValueError, match=r"\['dog'\] do not exist in the training split"):
+        ImageFolderDataModule(root=str(tmp_path), cache_dir=str(tmp_path / "c")).prepare_data()

@@ -1,0 +1,163 @@
+"""Model stages on tiny hand-made inputs: pooling, GNN layers, sequence, heads, metrics."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from graphvision.features import RegionFeatures, load_backbone, pool_regions
+from graphvision.gnn import LAYERS, RegionGNN
+from graphvision.heads import object_geometry, pool_objects
+from graphvision.metrics import RelationRecall, triplet_hits
+from graphvision.sequence import from_sequence, raster_order, sincos_2d, to_sequence
+
+
+def test_pool_regions_exact_and_vanished_regions_finite():
+    fmap = torch.arange(4.0).view(1, 1, 2, 2)  # cells [[0, 1], [2, 3]]
+    segments = torch.zeros(1, 8, 8, dtype=torch.long)
+    segments[0, :, 4:] = 1  # right half: cells 1 and 3
+    segments[0, 0, 0] = 2  # a one-pixel region no cell centre falls in
+    pos = torch.tensor([[0.25, 0.5], [0.75, 0.5], [0.0625, 0.0625]])
+    out = pool_regions(fmap, segments, pos, torch.zeros(3, dtype=torch.long))
+    assert out[0].item() == pytest.approx(1.0)  # mean of cells 0 and 2
+    assert out[1].item() == pytest.approx(2.0)  # mean of cells 1 and 3
+    assert torch.isfinite(out).all() and out[2].item() == pytest.approx(0.0)  # bilinear at the corner
+
+
+def test_pool_regions_uses_each_graph_own_map():
+    fmap = torch.stack([torch.zeros(1, 2, 2), torch.ones(1, 2, 2)])
+    segments = torch.stack([torch.zeros(4, 4, dtype=torch.long), torch.ones(4, 4, dtype=torch.long)])
+    out = pool_regions(fmap, segments, torch.full((2, 2), 0.5), torch.tensor([0, 1]))
+    assert out.view(-1).tolist() == [0.0, 1.0]
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_gnn_layers_shapes_and_edge_features(layer):
+    torch.manual_seed(0)
+    x = torch.randn(5, 16)
+    edge_index = torch.tensor([[0, 1, 1, 2, 3, 4], [1, 0, 2, 1, 4, 3]])
+    edge_attr = torch.randn(6, 5)
+    gnn = RegionGNN(16, layer=layer, num_layers=2, heads=4)
+    out = gnn(x, edge_index, edge_attr, torch.tensor([0, 0, 0, 1, 1]))
+    assert out.shape == (5, 16) and torch.isfinite(out).all()
+    assert layer in repr(gnn)
+    if layer != "gcn":  # edge features reach the output
+        out2 = gnn(x, edge_index, edge_attr + 1.0, torch.tensor([0, 0, 0, 1, 1]))
+        assert not torch.allclose(out, out2)
+
+
+def test_gnn_rejects_unknown_layer():
+    with pytest.raises(ValueError, match="unknown GNN layer 'sage'"):
+        RegionGNN(8, layer="sage")
+
+
+def test_raster_order_and_round_trip():
+    pos = torch.tensor([[0.9, 0.1], [0.1, 0.1], [0.5, 0.9], [0.2, 0.5], [0.1, 0.2]])
+    batch = torch.tensor([0, 0, 0, 1, 1])
+    perm = raster_order(pos, batch, rows=4)
+    # graph 0: row 0 holds nodes 1 (x=.1) and 0 (x=.9); row 3 holds node 2. graph 1: node 4 (row 0), node 3 (row 2)
+    assert perm.tolist() == [1, 0, 2, 4, 3]
+    h = torch.randn(5, 8)
+    tokens, mask, perm = to_sequence(h, pos, batch, rows=4)
+    assert tokens.shape == (2, 3, 8) and mask.tolist() == [[True, True, True], [True, True, False]]
+    assert torch.equal(tokens[0, 0], h[1])
+    assert torch.equal(from_sequence(tokens, mask, perm), h)
+
+
+def test_sincos_2d_distinguishes_positions():
+    enc = sincos_2d(torch.tensor([[0.1, 0.2], [0.2, 0.1], [0.1, 0.2]]), 32)
+    assert enc.shape == (3, 32)
+    assert torch.equal(enc[0], enc[2]) and not torch.allclose(enc[0], enc[1])
+
+
+def test_pool_objects_and_geometry_exact():
+    tokens = torch.tensor([[1.0], [3.0], [10.0]])
+    index = torch.tensor([[0, 0, 1], [0, 1, 2]])
+    weight = torch.tensor([1.0, 0.5, 1.0])
+    assert pool_objects(tokens, index, weight, 2).view(-1).tolist() == pytest.approx([(1 + 1.5) / 1.5, 10.0])
+    x = torch.zeros(3, 13)
+    x[:, 6:8] = torch.tensor([[0.25, 0.25], [0.75, 0.25], [0.5, 0.75]])  # centroids
+    x[:, 8] = torch.tensor([0.25, 0.25, 0.5])  # area fractions
+    x[:, 9:13] = torch.tensor([[0, 0, 0.5, 0.5], [0.5, 0, 1, 0.5], [0, 0.5, 1, 1]])
+    geom = object_geometry(x, index, weight, 2)
+    # object 0: area 0.25 + 0.125; centroid weighted by area; box = union of both (weight >= 0.5)
+    assert geom[0, :2].tolist() == pytest.approx([(0.25 * 0.25 + 0.75 * 0.125) / 0.375, 0.25])
+    assert geom[0, 2:6].tolist() == pytest.approx([0, 0, 1, 0.5])
+    assert geom[0, 6].item() == pytest.approx(0.375) and geom[0, 7].item() == pytest.approx(0.75)
+    assert geom[1, 2:].tolist() == pytest.approx([0, 0.5, 1, 1, 0.5, 1.0])
+
+
+def test_relation_recall_exact():
+    """Two images; image 0 has 3 GT pairs, image 1 has 1. K=2."""
+    obj_label = torch.tensor([0, 1, 2, 0, 1])
+    big = 10.0
+    obj_logits = torch.full((5, 3), -big)
+    obj_logits[torch.arange(5), obj_label] = big  # objects all correct
+    rel_index = torch.tensor([[0, 1, 2, 3], [1, 2, 0, 4]])
+    rel_label = torch.tensor([0, 1, 0, 2])
+    rel_batch = torch.tensor([0, 0, 0, 1])
+    rel_logits = torch.full((4, 3), 0.0)
+    rel_logits[0, 0] = 5.0  # correct, most confident
+    rel_logits[1, 2] = 4.0  # wrong predicate
+    rel_logits[2, 0] = 1.0  # correct but third in its image: outside K=2
+    rel_logits[3, 2] = 3.0  # correct
+    hits = triplet_hits(rel_logits, obj_logits, rel_index, rel_label, obj_label, rel_batch, k=2)
+    assert hits.tolist() == [True, False, False, True]
+    metric = RelationRecall(num_predicates=3, k=2)
+    metric.update(rel_logits, obj_logits, rel_index, rel_label, obj_label, rel_batch)
+    out = metric.compute()
+    assert out["R@2"].item() == pytest.approx((1 / 3 + 1) / 2)
+    # predicate 0: image 0 recalls 1 of 2; predicate 1: 0 of 1; predicate 2: image 1, 1 of 1
+    assert out["mR@2"].item() == pytest.approx((0.5 + 0 + 1) / 3)
+
+
+def test_backbone_named_weights_missing_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=r"ResNet18_Weights.IMAGENET1K_V1 are not on disk.*nothing is downloaded"):
+        load_backbone("resnet18", "ResNet18_Weights.IMAGENET1K_V1")
+    model = load_backbone("resnet18", "ResNet18_Weights.IMAGENET1K_V1", weights_fallback="random")
+    assert model.fc.out_features == 1000
+    with pytest.raises(ValueError, match="neither a file nor a torchvision weights name"):
+        load_backbone("resnet18", "imagenet please")
+
+
+def test_backbone_weights_from_local_file_and_hub_cache(tmp_path, monkeypatch):
+    torch.manual_seed(1)
+    source = load_backbone("resnet18")
+    torch.save(source.state_dict(), tmp_path / "w.pt")
+    loaded = load_backbone("resnet18", str(tmp_path / "w.pt"))
+    assert torch.equal(loaded.conv1.weight, source.conv1.weight)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    torch.save(source.state_dict(), tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth")
+    cached = load_backbone("resnet18", "ResNet18_Weights.IMAGENET1K_V1")
+    assert torch.equal(cached.conv1.weight, source.conv1.weight)
+
+
+def test_frozen_backbone_stays_frozen():
+    f = RegionFeatures(trainable=False)
+    f.train()
+    assert not f.body.training and not any(p.requires_grad for p in f.parameters())
+
+
+def test_region_targets_exact():
+    from graphvision.heads import region_targets
+
+    index = torch.tensor([[0, 0, 1, 1], [0, 1, 1, 2]])
+    weight = torch.tensor([0.9, 0.4, 0.55, 0.3])
+    target = region_targets(index, weight, torch.tensor([4, 7]), num_regions=4, background=9)
+    # region 0: object 0 (0.9); region 1: object 1 wins with 0.55; region 2: 0.3 < 0.5; region 3: none
+    assert target.tolist() == [4, 7, 9, 9]
+
+
+def test_object_masks_and_shape_exact():
+    from graphvision.heads import object_masks, object_shape
+
+    segments = torch.tensor([[[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 3, 3], [2, 2, 3, 3]]])
+    index = torch.tensor([[0, 0, 0], [0, 1, 2]])
+    weight = torch.tensor([1.0, 1.0, 1.0])  # an L of three quadrants
+    masks = object_masks(segments, index, weight, torch.tensor([0]), 1)
+    assert masks[0].tolist() == [[1, 1, 1, 1], [1, 1, 1, 1], [1, 1, 0, 0], [1, 1, 0, 0]]
+    geom = torch.tensor([[0.5, 0.5, 0.0, 0.0, 1.0, 1.0, 0.75, 0.75]])
+    shape = object_shape(masks, geom, grid=2)  # quadrants, row-major
+    assert shape.view(-1).tolist() == pytest.approx([1.0, 1.0, 1.0, 0.0])

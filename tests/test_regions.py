@@ -1,0 +1,134 @@
+"""Regions: exact values on hand-made label maps, oracles against scikit-image and PyG."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from graphvision.regions import (
+    RegionConfig,
+    image_to_regions,
+    region_adjacency,
+    region_descriptors,
+    region_graph,
+    relabel_consecutive,
+    slic_superpixels,
+)
+
+LABELS = np.array(
+    [
+        [0, 0, 1, 1],
+        [0, 0, 1, 1],
+        [2, 2, 2, 3],
+    ]
+)
+
+
+def test_adjacency_exact_on_hand_made_map():
+    edge_index, boundary = region_adjacency(LABELS)
+    pairs = {(int(a), int(b)): int(n) for (a, b), n in zip(edge_index.T, boundary)}
+    # 0-1: two horizontal contacts; 0-2: two vertical; 1-2: one vertical; 1-3: one vertical;
+    # 2-3: one horizontal. 0-3 touch only diagonally: not adjacent under 4-connectivity.
+    expected = {(0, 1): 2, (0, 2): 2, (1, 2): 1, (1, 3): 1, (2, 3): 1}
+    assert pairs == {**expected, **{(b, a): n for (a, b), n in expected.items()}}
+    assert edge_index.shape == (2, 10)
+    assert not np.any(edge_index[0] == edge_index[1])
+
+
+def test_descriptors_exact():
+    image = np.zeros((3, 4, 3), dtype=np.uint8)
+    image[:2, :2] = (255, 0, 0)
+    image[:2, 2:] = (0, 255, 0)
+    image[2, :3] = (0, 0, 255)
+    image[2, 3] = (255, 255, 255)
+    d = region_descriptors(image, LABELS)
+    np.testing.assert_allclose(d["mean_colour"], [[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 1]])
+    np.testing.assert_array_equal(d["area"], [4, 4, 3, 1])
+    # centroid of region 0 = pixel (col 0.5, row 0.5) -> ((0.5 + 0.5) / 4, (0.5 + 0.5) / 3)
+    np.testing.assert_allclose(d["pos"][0], [1 / 4, 1 / 3], rtol=1e-6)
+    np.testing.assert_allclose(d["pos"][3], [3.5 / 4, 2.5 / 3], rtol=1e-6)
+    # box of region 2: cols 0..2, row 2 -> (0, 2/3, 3/4, 1)
+    np.testing.assert_allclose(d["x"][2, 9:13], [0, 2 / 3, 3 / 4, 1], rtol=1e-6)
+    np.testing.assert_allclose(d["x"][:, 3:6], 0, atol=1e-6)  # single-colour regions
+    np.testing.assert_allclose(d["x"][:, 8], [4 / 12, 4 / 12, 3 / 12, 1 / 12], rtol=1e-6)
+
+
+def test_relabel_consecutive():
+    out = relabel_consecutive(np.array([[7, 7, 3], [9, 3, 3]]))
+    np.testing.assert_array_equal(out, [[1, 1, 0], [2, 0, 0]])
+
+
+PHOTOS = ["astronaut", "coffee", "chelsea", "rocket"]
+
+
+def _photo(name: str, size=(120, 160)) -> np.ndarray:
+    import skimage.data
+
+    from graphvision.regions import resize_image
+
+    img = getattr(skimage.data, name)()
+    return resize_image(img[..., :3], size)
+
+
+@pytest.mark.parametrize("name", PHOTOS)
+def test_adjacency_equals_skimage_rag(name):
+    """Oracle: the same edges as scikit-image's region adjacency graph (4-connectivity)."""
+    from skimage import graph
+
+    image = _photo(name)
+    labels = slic_superpixels(image, RegionConfig(size=image.shape[:2], n_segments=150))
+    rag = graph.RAG(labels, connectivity=1)
+    expected = {(int(a), int(b)) for a, b in rag.edges() if a != b}
+    expected |= {(b, a) for a, b in expected}
+    edge_index, _ = region_adjacency(labels)
+    assert {(int(a), int(b)) for a, b in edge_index.T} == expected
+    assert len(expected) > 100
+
+
+@pytest.mark.parametrize("name", PHOTOS[:3])
+def test_descriptors_equal_pyg_toslic(name):
+    """Oracle: mean colours and centroids equal PyG ToSLIC's ``x`` and ``pos``."""
+    from torch_geometric.transforms import ToSLIC
+
+    image = _photo(name)
+    tensor = torch.from_numpy(image).permute(2, 0, 1).float() / 255.0
+    data = ToSLIC(add_seg=True, n_segments=100, compactness=10)(tensor)
+    seg = data.seg.view(image.shape[:2]).numpy()
+    d = region_descriptors(image, seg)
+    np.testing.assert_allclose(d["mean_colour"], data.x.numpy(), atol=1e-5)
+    h, w = seg.shape
+    # graphvision normalises pixel centres to [0, 1]; ToSLIC keeps pixel indices.
+    pixel_pos = d["pos"] * np.array([w, h]) - 0.5
+    np.testing.assert_allclose(pixel_pos, data.pos.numpy(), atol=1e-3)
+
+
+def test_graph_on_real_photo_is_valid():
+    g = image_to_regions(_photo("astronaut", (240, 320)), RegionConfig(size=(128, 128), n_segments=100))
+    n = g["x"].shape[0]
+    assert g["segments"].shape == (128, 128) and set(np.unique(g["segments"])) == set(range(n))
+    ei = g["edge_index"]
+    assert set(map(tuple, ei.T)) == set(map(tuple, ei[::-1].T))  # symmetric
+    assert not np.any(ei[0] == ei[1])
+    assert set(np.unique(ei)) == set(range(n))  # every region has a neighbour here
+    assert np.isfinite(g["x"]).all() and np.isfinite(g["edge_attr"]).all()
+    assert g["edge_attr"].shape == (ei.shape[1], 5)
+
+
+@pytest.mark.parametrize("shape", [(8, 8, 3), (1, 1, 3), (64, 64, 3)])
+def test_degenerate_images_give_valid_graphs(shape):
+    """An 8x8 image, a 1x1 image and a flat image (one region) give finite graphs."""
+    image = np.full(shape, 120, dtype=np.uint8)
+    if shape[0] == 8:
+        image[:4] = 30
+    g = region_graph(image, slic_superpixels(image, RegionConfig(size=shape[:2], n_segments=50)))
+    assert g["x"].shape[0] >= 1
+    assert np.isfinite(g["x"]).all() and np.isfinite(g["edge_attr"]).all()
+    if g["x"].shape[0] == 1:
+        assert g["edge_index"].shape == (2, 0)
+
+
+def test_segmentation_is_deterministic():
+    image = _photo("coffee")
+    cfg = RegionConfig(size=image.shape[:2], n_segments=80)
+    np.testing.assert_array_equal(slic_superpixels(image, cfg), slic_superpixels(image, cfg))
