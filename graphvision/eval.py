@@ -15,7 +15,13 @@ import lightning as L
 from omegaconf import DictConfig
 
 from graphvision.module import GraphVisionModule
-from graphvision.utils import CONFIG_DIR, metrics_table, rank_zero_logging, scalar_metrics, write_metrics
+from graphvision.utils import (
+    CONFIG_DIR,
+    metrics_table,
+    rank_zero_logging,
+    scalar_metrics,
+    write_metrics,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +42,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     model = load_module(cfg.ckpt_path)
     data_cfg = cfg.get("data") or model.hparams.get("data_config")
     if not data_cfg:
-        raise ValueError(f"{cfg.ckpt_path} does not record its data config: pass data=... on the command line")
+        raise ValueError(
+            f"{cfg.ckpt_path} does not record its data config: pass data=... on the command line"
+        )
     datamodule = hydra.utils.instantiate(data_cfg)
     if datamodule.info != model.hparams.info:
         raise ValueError(

@@ -20,7 +20,9 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def load_backbone(name: str, weights: str | None = None, weights_fallback: str = "error") -> nn.Module:
+def load_backbone(
+    name: str, weights: str | None = None, weights_fallback: str = "error"
+) -> nn.Module:
     """A torchvision classification model by name, with weights from disk only.
 
     Args:
@@ -105,8 +107,14 @@ class RegionFeatures(nn.Module):
         batch ``[N]`` -> ``[N, out_channels]``.
     """
 
-    def __init__(self, name: str = "resnet18", return_node: str = "layer2", weights: str | None = None,
-                 weights_fallback: str = "error", trainable: bool = True) -> None:
+    def __init__(
+        self,
+        name: str = "resnet18",
+        return_node: str = "layer2",
+        weights: str | None = None,
+        weights_fallback: str = "error",
+        trainable: bool = True,
+    ) -> None:
         super().__init__()
         self.name, self.return_node, self.trainable = name, return_node, trainable
         model = load_backbone(name, weights, weights_fallback)
@@ -132,5 +140,7 @@ class RegionFeatures(nn.Module):
         return pool_regions(self.feature_map(images), segments, pos, batch)
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}({self.name}, return_node={self.return_node}, "
-                f"out_channels={self.out_channels}, trainable={self.trainable})")
+        return (
+            f"{type(self).__name__}({self.name}, return_node={self.return_node}, "
+            f"out_channels={self.out_channels}, trainable={self.trainable})"
+        )

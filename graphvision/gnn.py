@@ -21,7 +21,9 @@ def make_conv(layer: str, channels: int, heads: int, dropout: float) -> nn.Modul
     if layer == "gcn":
         return GCNConv(channels, channels)
     if layer == "gatv2":
-        return GATv2Conv(channels, channels // heads, heads=heads, edge_dim=channels, dropout=dropout)
+        return GATv2Conv(
+            channels, channels // heads, heads=heads, edge_dim=channels, dropout=dropout
+        )
     if layer == "gine":
         mlp = nn.Sequential(nn.Linear(channels, channels), nn.GELU(), nn.Linear(channels, channels))
         return GINEConv(mlp, edge_dim=channels)
@@ -29,8 +31,13 @@ def make_conv(layer: str, channels: int, heads: int, dropout: float) -> nn.Modul
         return ResGatedGraphConv(channels, channels, edge_dim=channels)
     if layer == "gps":
         mlp = nn.Sequential(nn.Linear(channels, channels), nn.GELU(), nn.Linear(channels, channels))
-        return GPSConv(channels, GINEConv(mlp, edge_dim=channels), heads=heads, dropout=dropout,
-                       norm="layer_norm")
+        return GPSConv(
+            channels,
+            GINEConv(mlp, edge_dim=channels),
+            heads=heads,
+            dropout=dropout,
+            norm="layer_norm",
+        )
     raise ValueError(f"unknown GNN layer {layer!r}; choose one of {LAYERS}")
 
 
@@ -50,22 +57,36 @@ class RegionGNN(nn.Module):
         batch ``[N]`` -> ``[N, channels]``.
     """
 
-    def __init__(self, channels: int, edge_dim: int = 5, layer: str = "gatv2", num_layers: int = 2,
-                 heads: int = 4, dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        channels: int,
+        edge_dim: int = 5,
+        layer: str = "gatv2",
+        num_layers: int = 2,
+        heads: int = 4,
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         if layer not in LAYERS:
             raise ValueError(f"unknown GNN layer {layer!r}; choose one of {LAYERS}")
         self.layer, self.num_layers, self.channels = layer, num_layers, channels
         self.uses_edges = layer != "gcn"
         self.edge_encoder = nn.Linear(edge_dim, channels) if self.uses_edges else None
-        self.convs = nn.ModuleList(make_conv(layer, channels, heads, dropout) for _ in range(num_layers))
+        self.convs = nn.ModuleList(
+            make_conv(layer, channels, heads, dropout) for _ in range(num_layers)
+        )
         self.norms = nn.ModuleList(
             nn.Identity() if layer == "gps" else nn.LayerNorm(channels) for _ in range(num_layers)
         )
         self.act, self.dropout = nn.GELU(), nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, edge_index: torch.Tensor, edge_attr: torch.Tensor,
-                batch: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        edge_index: torch.Tensor,
+        edge_attr: torch.Tensor,
+        batch: torch.Tensor,
+    ) -> torch.Tensor:
         e = self.edge_encoder(edge_attr) if self.edge_encoder is not None else None
         for conv, norm in zip(self.convs, self.norms):
             if self.layer == "gps":

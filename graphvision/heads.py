@@ -14,12 +14,14 @@ GEOMETRY_DIM = 8
 
 
 def mlp(in_dim: int, hidden: int, out_dim: int, dropout: float = 0.0) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout),
-                         nn.Linear(hidden, out_dim))
+    return nn.Sequential(
+        nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, out_dim)
+    )
 
 
-def pool_objects(tokens: torch.Tensor, index: torch.Tensor, weight: torch.Tensor,
-                 num_objects: int) -> torch.Tensor:
+def pool_objects(
+    tokens: torch.Tensor, index: torch.Tensor, weight: torch.Tensor, num_objects: int
+) -> torch.Tensor:
     """Membership-weighted mean of region tokens per object.
 
     Shapes:
@@ -32,8 +34,9 @@ def pool_objects(tokens: torch.Tensor, index: torch.Tensor, weight: torch.Tensor
     return total / norm  # (M, d)
 
 
-def object_geometry(x: torch.Tensor, index: torch.Tensor, weight: torch.Tensor,
-                    num_objects: int) -> torch.Tensor:
+def object_geometry(
+    x: torch.Tensor, index: torch.Tensor, weight: torch.Tensor, num_objects: int
+) -> torch.Tensor:
     """Object geometry derived from its regions (never from annotation boxes).
 
     Returns ``[M, 8]``: area-weighted centroid (2), union box of the regions it covers at
@@ -43,21 +46,34 @@ def object_geometry(x: torch.Tensor, index: torch.Tensor, weight: torch.Tensor,
     obj, reg = index
     area = x[reg, _AREA] * weight  # (K,)
     total = scatter(area, obj, dim=0, dim_size=num_objects, reduce="sum").clamp_min(1e-8)
-    centre = scatter(x[reg, _CX : _CX + 2] * area[:, None], obj, dim=0, dim_size=num_objects,
-                     reduce="sum") / total[:, None]
+    centre = (
+        scatter(
+            x[reg, _CX : _CX + 2] * area[:, None], obj, dim=0, dim_size=num_objects, reduce="sum"
+        )
+        / total[:, None]
+    )
     core = weight >= 0.5
     has_core = scatter(core.float(), obj, dim=0, dim_size=num_objects, reduce="sum") > 0
     use = core | ~has_core[obj]
     box = x[reg, _BOX]
-    lo = scatter(box[:, :2].masked_fill(~use[:, None], 2.0), obj, dim=0, dim_size=num_objects, reduce="min")
-    hi = scatter(box[:, 2:].masked_fill(~use[:, None], -1.0), obj, dim=0, dim_size=num_objects, reduce="max")
+    lo = scatter(
+        box[:, :2].masked_fill(~use[:, None], 2.0), obj, dim=0, dim_size=num_objects, reduce="min"
+    )
+    hi = scatter(
+        box[:, 2:].masked_fill(~use[:, None], -1.0), obj, dim=0, dim_size=num_objects, reduce="max"
+    )
     box_area = ((hi - lo).clamp_min(0).prod(dim=1)).clamp_min(1e-8)
     fill = (total / box_area).clamp(0, 1.5)
     return torch.cat([centre, lo, hi, total[:, None], fill[:, None]], dim=1)  # (M, 8)
 
 
-def object_masks(segments: torch.Tensor, index: torch.Tensor, weight: torch.Tensor, obj_batch: torch.Tensor,
-                 num_objects: int) -> torch.Tensor:
+def object_masks(
+    segments: torch.Tensor,
+    index: torch.Tensor,
+    weight: torch.Tensor,
+    obj_batch: torch.Tensor,
+    num_objects: int,
+) -> torch.Tensor:
     """Each object's soft mask at the working resolution, painted from its regions: a pixel
     takes the membership of its region.
 
@@ -82,8 +98,13 @@ def object_shape(masks: torch.Tensor, geom: torch.Tensor, grid: int) -> torch.Te
 
     m, h, w = masks.shape
     scale = masks.new_tensor([w, h, w, h])
-    boxes = torch.cat([torch.arange(m, device=masks.device, dtype=masks.dtype)[:, None],
-                       geom[:, 2:6].to(masks.dtype) * scale], dim=1)  # (M, 5): image index, x0 y0 x1 y1
+    boxes = torch.cat(
+        [
+            torch.arange(m, device=masks.device, dtype=masks.dtype)[:, None],
+            geom[:, 2:6].to(masks.dtype) * scale,
+        ],
+        dim=1,
+    )  # (M, 5): image index, x0 y0 x1 y1
     return roi_align(masks[:, None], boxes, (grid, grid), aligned=True).flatten(1)  # (M, grid*grid)
 
 
@@ -106,7 +127,9 @@ class ObjectHead(nn.Module):
     region mask on a ``shape_grid x shape_grid`` grid (:func:`object_shape`).
     """
 
-    def __init__(self, dim: int, num_categories: int, dropout: float = 0.0, shape_grid: int = 8) -> None:
+    def __init__(
+        self, dim: int, num_categories: int, dropout: float = 0.0, shape_grid: int = 8
+    ) -> None:
         super().__init__()
         self.shape_grid = shape_grid
         self.embed = mlp(dim + GEOMETRY_DIM + shape_grid**2, dim, dim, dropout)
@@ -122,8 +145,14 @@ class ObjectHead(nn.Module):
         return emb, geom, self.classify(emb)
 
 
-def region_targets(index: torch.Tensor, weight: torch.Tensor, obj_label: torch.Tensor, num_regions: int,
-                   background: int, min_weight: float = 0.5) -> torch.Tensor:
+def region_targets(
+    index: torch.Tensor,
+    weight: torch.Tensor,
+    obj_label: torch.Tensor,
+    num_regions: int,
+    background: int,
+    min_weight: float = 0.5,
+) -> torch.Tensor:
     """Per-region class: the category of the object covering most of the region if it covers
     at least ``min_weight`` of it, else ``background``.
 
@@ -155,7 +184,9 @@ class RelationHead(nn.Module):
         super().__init__()
         self.classify = mlp(2 * dim + 3 * GEOMETRY_DIM, dim, num_relations, dropout)
 
-    def forward(self, emb: torch.Tensor, geom: torch.Tensor, rel_index: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, emb: torch.Tensor, geom: torch.Tensor, rel_index: torch.Tensor
+    ) -> torch.Tensor:
         s, o = rel_index
         pair = torch.cat([emb[s], emb[o], geom[s], geom[o], geom[s] - geom[o]], dim=1)
         return self.classify(pair)

@@ -47,13 +47,21 @@ class RelationRecall(Metric):
         self.k, self.num_predicates = k, num_predicates
         self.add_state("recall_sum", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("images", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("pred_recall_sum", torch.zeros(num_predicates, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("pred_images", torch.zeros(num_predicates, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state(
+            "pred_recall_sum",
+            torch.zeros(num_predicates, dtype=torch.float64),
+            dist_reduce_fx="sum",
+        )
+        self.add_state(
+            "pred_images", torch.zeros(num_predicates, dtype=torch.float64), dist_reduce_fx="sum"
+        )
 
     def update(self, rel_logits, obj_logits, rel_index, rel_label, obj_label, rel_batch) -> None:
         if rel_label.numel() == 0:
             return
-        hits = triplet_hits(rel_logits, obj_logits, rel_index, rel_label, obj_label, rel_batch, self.k)
+        hits = triplet_hits(
+            rel_logits, obj_logits, rel_index, rel_label, obj_label, rel_batch, self.k
+        )
         b = int(rel_batch.max()) + 1
         gt = torch.bincount(rel_batch, minlength=b).double()
         hit = scatter(hits.double(), rel_batch, dim=0, dim_size=b, reduce="sum")
@@ -62,7 +70,9 @@ class RelationRecall(Metric):
         self.images += has.sum()
         cell = rel_batch * self.num_predicates + rel_label  # (image, predicate)
         gt_p = torch.bincount(cell, minlength=b * self.num_predicates).double().view(b, -1)
-        hit_p = scatter(hits.double(), cell, dim=0, dim_size=b * self.num_predicates, reduce="sum").view(b, -1)
+        hit_p = scatter(
+            hits.double(), cell, dim=0, dim_size=b * self.num_predicates, reduce="sum"
+        ).view(b, -1)
         has_p = gt_p > 0
         self.pred_recall_sum += torch.where(has_p, hit_p / gt_p.clamp_min(1), 0.0).sum(0)
         self.pred_images += has_p.sum(0)

@@ -24,21 +24,31 @@ def obj_batch(batch) -> torch.Tensor:
 
 class GraphVisionNet(nn.Module):
     """Args:
-        info: what to predict: ``{"task", "categories", "relations", "classes"}``.
-        backbone, gnn, sequence: stage configs (``_target_`` + arguments); the widths are
-            filled in here.
-        dim: token width throughout (default 128).
-        dropout: in the heads (default 0.0).
-        shape_grid: side of the object region-mask grid fed to the object head (default 8; 0: off).
+    info: what to predict: ``{"task", "categories", "relations", "classes"}``.
+    backbone, gnn, sequence: stage configs (``_target_`` + arguments); the widths are
+        filled in here.
+    dim: token width throughout (default 128).
+    dropout: in the heads (default 0.0).
+    shape_grid: side of the object region-mask grid fed to the object head (default 8; 0: off).
     """
 
-    def __init__(self, info: dict, backbone: dict, gnn: dict, sequence: dict, dim: int = 128,
-                 dropout: float = 0.0, shape_grid: int = 8) -> None:
+    def __init__(
+        self,
+        info: dict,
+        backbone: dict,
+        gnn: dict,
+        sequence: dict,
+        dim: int = 128,
+        dropout: float = 0.0,
+        shape_grid: int = 8,
+    ) -> None:
         super().__init__()
         self.task = info["task"]
         self.features = instantiate(backbone)
         self.node_encoder = nn.Sequential(
-            nn.Linear(self.features.out_channels + len(NODE_FEATURES), dim), nn.GELU(), nn.Linear(dim, dim)
+            nn.Linear(self.features.out_channels + len(NODE_FEATURES), dim),
+            nn.GELU(),
+            nn.Linear(dim, dim),
         )
         self.gnn = instantiate(gnn, channels=dim, edge_dim=len(EDGE_FEATURES))
         self.sequence = instantiate(sequence, dim=dim)
@@ -66,8 +76,13 @@ class GraphVisionNet(nn.Module):
         out = {"scene_logits": self.scene_head(cls), "region_logits": self.region_head(tokens)}
         num_objects = int(batch.obj_label.numel())
         emb, geom, out["object_logits"] = self.object_head(
-            tokens, batch.x, batch.segments, batch.obj_region_index, batch.obj_region_weight,
-            obj_batch(batch), num_objects,
+            tokens,
+            batch.x,
+            batch.segments,
+            batch.obj_region_index,
+            batch.obj_region_weight,
+            obj_batch(batch),
+            num_objects,
         )
         out["relation_logits"] = self.relation_head(emb, geom, batch.rel_index)
         return out

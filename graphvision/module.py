@@ -21,35 +21,57 @@ def _plain(cfg):
 
 class GraphVisionModule(L.LightningModule):
     """Args:
-        info: ``{"task", "categories", "relations", "classes"}`` from the DataModule.
-        backbone, gnn, sequence: stage configs (``_target_`` + arguments), see ``conf/model/``.
-        dim: token width throughout (default 128).
-        dropout: in the heads (default 0.0).
-        shape_grid: object region-mask grid side for the object head (default 8; 0: off).
-        loss_weights: ``scene``, ``objects``, ``relations``, ``regions`` (the auxiliary
-            per-region class), ``classification`` (default 1 each).
-        lr, weight_decay: AdamW (defaults 1e-3, 0.05; no decay on biases and norms).
-        warmup_fraction: linear warm-up share of all steps before the cosine decay (default 0.05).
-        recall_k: K of ``val/rel_R@K`` and ``val/rel_mR@K`` (default 50).
-        data_config: the DataModule config the model was trained with, kept in checkpoints
-            so that ``graphvision.eval`` can rebuild the data (default None).
+    info: ``{"task", "categories", "relations", "classes"}`` from the DataModule.
+    backbone, gnn, sequence: stage configs (``_target_`` + arguments), see ``conf/model/``.
+    dim: token width throughout (default 128).
+    dropout: in the heads (default 0.0).
+    shape_grid: object region-mask grid side for the object head (default 8; 0: off).
+    loss_weights: ``scene``, ``objects``, ``relations``, ``regions`` (the auxiliary
+        per-region class), ``classification`` (default 1 each).
+    lr, weight_decay: AdamW (defaults 1e-3, 0.05; no decay on biases and norms).
+    warmup_fraction: linear warm-up share of all steps before the cosine decay (default 0.05).
+    recall_k: K of ``val/rel_R@K`` and ``val/rel_mR@K`` (default 50).
+    data_config: the DataModule config the model was trained with, kept in checkpoints
+        so that ``graphvision.eval`` can rebuild the data (default None).
     """
 
-    def __init__(self, info: dict, backbone: dict, gnn: dict, sequence: dict, dim: int = 128,
-                 dropout: float = 0.0, shape_grid: int = 8, loss_weights: dict | None = None, lr: float = 1e-3,
-                 weight_decay: float = 0.05, warmup_fraction: float = 0.05, recall_k: int = 50,
-                 data_config: dict | None = None) -> None:
+    def __init__(
+        self,
+        info: dict,
+        backbone: dict,
+        gnn: dict,
+        sequence: dict,
+        dim: int = 128,
+        dropout: float = 0.0,
+        shape_grid: int = 8,
+        loss_weights: dict | None = None,
+        lr: float = 1e-3,
+        weight_decay: float = 0.05,
+        warmup_fraction: float = 0.05,
+        recall_k: int = 50,
+        data_config: dict | None = None,
+    ) -> None:
         super().__init__()
         # plain containers, so checkpoints load with torch.load(weights_only=True)
         info, backbone, gnn, sequence, loss_weights, data_config = (
-            _plain(info), _plain(backbone), _plain(gnn), _plain(sequence), _plain(loss_weights),
+            _plain(info),
+            _plain(backbone),
+            _plain(gnn),
+            _plain(sequence),
+            _plain(loss_weights),
             _plain(data_config),
         )
         self.save_hyperparameters()
         self.net = GraphVisionNet(info, backbone, gnn, sequence, dim, dropout, shape_grid)
         self.task = info["task"]
-        self.loss_weights = {"scene": 1.0, "objects": 1.0, "relations": 1.0, "regions": 1.0, "classification": 1.0,
-                             **(loss_weights or {})}
+        self.loss_weights = {
+            "scene": 1.0,
+            "objects": 1.0,
+            "relations": 1.0,
+            "regions": 1.0,
+            "classification": 1.0,
+            **(loss_weights or {}),
+        }
         if self.task == "relations":
             c, p = len(info["categories"]), len(info["relations"])
             self.val_scene_map = MultilabelAveragePrecision(num_labels=c, average="macro")
@@ -75,15 +97,27 @@ class GraphVisionModule(L.LightningModule):
         return losses
 
     def region_target(self, out: dict, batch) -> torch.Tensor:
-        return region_targets(batch.obj_region_index, batch.obj_region_weight, batch.obj_label,
-                              batch.num_nodes, background=out["region_logits"].size(1) - 1)
+        return region_targets(
+            batch.obj_region_index,
+            batch.obj_region_weight,
+            batch.obj_label,
+            batch.num_nodes,
+            background=out["region_logits"].size(1) - 1,
+        )
 
     def _step(self, batch, stage: str):
         out = self(batch)
         losses = self.losses(out, batch)
         loss = sum(self.loss_weights[k] * v for k, v in losses.items())
         bs = batch.num_graphs
-        self.log(f"{stage}/loss", loss, batch_size=bs, prog_bar=True, on_epoch=True, on_step=stage == "train")
+        self.log(
+            f"{stage}/loss",
+            loss,
+            batch_size=bs,
+            prog_bar=True,
+            on_epoch=True,
+            on_step=stage == "train",
+        )
         for name, value in losses.items():
             self.log(f"{stage}/loss_{name}", value, batch_size=bs, on_epoch=True, on_step=False)
         return out, loss
@@ -108,8 +142,14 @@ class GraphVisionModule(L.LightningModule):
         if batch.rel_label.numel():
             self.val_rel_acc(out["relation_logits"], batch.rel_label)
             self.log("val/rel_acc", self.val_rel_acc, batch_size=bs, prog_bar=True)
-            self.val_rel_recall.update(out["relation_logits"], out["object_logits"], batch.rel_index,
-                                       batch.rel_label, batch.obj_label, batch.rel_label_batch)
+            self.val_rel_recall.update(
+                out["relation_logits"],
+                out["object_logits"],
+                batch.rel_index,
+                batch.rel_label,
+                batch.obj_label,
+                batch.rel_label_batch,
+            )
 
     def on_validation_epoch_end(self) -> None:
         if self.task == "relations":
@@ -120,15 +160,22 @@ class GraphVisionModule(L.LightningModule):
     def configure_optimizers(self):
         decay = [p for p in self.parameters() if p.requires_grad and p.ndim >= 2]
         no_decay = [p for p in self.parameters() if p.requires_grad and p.ndim < 2]
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": self.hparams.weight_decay},
-                                 {"params": no_decay, "weight_decay": 0.0}], lr=self.hparams.lr)
+        opt = torch.optim.AdamW(
+            [
+                {"params": decay, "weight_decay": self.hparams.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
+            lr=self.hparams.lr,
+        )
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         warmup = int(self.hparams.warmup_fraction * total)
 
         def schedule(step: int) -> float:
             if step < warmup:
                 return (step + 1) / warmup
-            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(total - warmup, 1))))
+            return 0.5 * (
+                1 + math.cos(math.pi * min(1.0, (step - warmup) / max(total - warmup, 1)))
+            )
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

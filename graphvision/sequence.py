@@ -73,14 +73,28 @@ class TransformerSequence(nn.Module):
         h ``[N, dim]``, pos ``[N, 2]``, batch ``[N]`` -> cls ``[B, dim]``, tokens ``[N, dim]``.
     """
 
-    def __init__(self, dim: int, depth: int = 2, heads: int = 4, mlp_ratio: float = 2.0,
-                 dropout: float = 0.0, rows: int = 16) -> None:
+    def __init__(
+        self,
+        dim: int,
+        depth: int = 2,
+        heads: int = 4,
+        mlp_ratio: float = 2.0,
+        dropout: float = 0.0,
+        rows: int = 16,
+    ) -> None:
         super().__init__()
         self.dim, self.depth, self.heads, self.rows = dim, depth, heads, rows
         self.cls = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos_proj = nn.Linear(dim, dim)
-        layer = nn.TransformerEncoderLayer(dim, heads, int(dim * mlp_ratio), dropout, activation="gelu",
-                                           batch_first=True, norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            dim,
+            heads,
+            int(dim * mlp_ratio),
+            dropout,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
+        )
         self.encoder = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(dim)
         nn.init.normal_(self.cls, std=0.02)

@@ -14,7 +14,13 @@ import hydra
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-from graphvision.utils import CONFIG_DIR, metrics_table, rank_zero_logging, scalar_metrics, write_metrics
+from graphvision.utils import (
+    CONFIG_DIR,
+    metrics_table,
+    rank_zero_logging,
+    scalar_metrics,
+    write_metrics,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +45,20 @@ def train(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True)
     datamodule = hydra.utils.instantiate(cfg.data)
     info = datamodule.info  # fails here, before training, on a bad data.root
-    log.info("task %s: %d categories, %d relations, %d classes", info["task"], len(info["categories"]),
-             len(info["relations"]), len(info["classes"]))
-    model = hydra.utils.instantiate(cfg.model, info=info, data_config=portable_data_config(cfg.data))
+    log.info(
+        "task %s: %d categories, %d relations, %d classes",
+        info["task"],
+        len(info["categories"]),
+        len(info["relations"]),
+        len(info["classes"]),
+    )
+    model = hydra.utils.instantiate(
+        cfg.model, info=info, data_config=portable_data_config(cfg.data)
+    )
     trainer = hydra.utils.instantiate(
-        cfg.trainer, callbacks=instantiate_all(cfg, "callbacks"), logger=instantiate_all(cfg, "logger") or False
+        cfg.trainer,
+        callbacks=instantiate_all(cfg, "callbacks"),
+        logger=instantiate_all(cfg, "logger") or False,
     )
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""

@@ -12,7 +12,9 @@ from hydra.core.global_hydra import GlobalHydra
 from graphvision.utils import CONFIG_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
-COCO_TINY = Path(os.environ.get("GRAPHVISION_COCO_TINY", ROOT.parent / "shared" / "data" / "coco_tiny"))
+COCO_TINY = Path(
+    os.environ.get("GRAPHVISION_COCO_TINY", ROOT.parent / "shared" / "data" / "coco_tiny")
+)
 
 
 @pytest.fixture(scope="session")
@@ -23,12 +25,18 @@ def coco_tiny() -> Path:
     return COCO_TINY
 
 
-def compose_cfg(config_name: str = "train", overrides: list[str] | None = None, tmp: Path | None = None):
+def compose_cfg(
+    config_name: str = "train", overrides: list[str] | None = None, tmp: Path | None = None
+):
     """The real config from conf/, with run folders and data under ``tmp``."""
     GlobalHydra.instance().clear()
     extra = []
     if tmp is not None:
-        extra = [f"paths.output_dir={tmp / 'out'}", f"paths.data_dir={tmp / 'data'}", f"paths.log_dir={tmp / 'logs'}"]
+        extra = [
+            f"paths.output_dir={tmp / 'out'}",
+            f"paths.data_dir={tmp / 'data'}",
+            f"paths.log_dir={tmp / 'logs'}",
+        ]
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         return compose(config_name=config_name, overrides=extra + list(overrides or []))
 

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
 from graphvision.data.coco import (
     ObjectConfig,
     ann_to_mask,
-    check_coco_root,
     object_targets,
     read_coco,
     select_objects,
@@ -42,9 +39,25 @@ def test_read_coco_indexes_tiny(coco_tiny):
 
 
 def _ann(i, bbox, cat=1, crowd=0):
-    return {"id": i, "image_id": 1, "category_id": cat, "bbox": bbox, "iscrowd": crowd,
-            "segmentation": [[bbox[0], bbox[1], bbox[0] + bbox[2], bbox[1], bbox[0] + bbox[2],
-                              bbox[1] + bbox[3], bbox[0], bbox[1] + bbox[3]]]}
+    return {
+        "id": i,
+        "image_id": 1,
+        "category_id": cat,
+        "bbox": bbox,
+        "iscrowd": crowd,
+        "segmentation": [
+            [
+                bbox[0],
+                bbox[1],
+                bbox[0] + bbox[2],
+                bbox[1],
+                bbox[0] + bbox[2],
+                bbox[1] + bbox[3],
+                bbox[0],
+                bbox[1] + bbox[3],
+            ]
+        ],
+    }
 
 
 def test_select_objects_follows_sg2im():
@@ -62,13 +75,22 @@ def test_select_objects_follows_sg2im():
 
 
 def test_object_targets_scene_memberships_relations():
-    anns = [_ann(1, [0, 0, 40, 40], cat=1), _ann(2, [60, 60, 40, 40], cat=3), _ann(3, [0, 0, 4, 4], cat=2)]
-    segments = np.repeat(np.repeat(np.arange(4).reshape(2, 2), 5, 0), 5, 1)  # 4 regions of 5x5 on 10x10
+    anns = [
+        _ann(1, [0, 0, 40, 40], cat=1),
+        _ann(2, [60, 60, 40, 40], cat=3),
+        _ann(3, [0, 0, 4, 4], cat=2),
+    ]
+    segments = np.repeat(
+        np.repeat(np.arange(4).reshape(2, 2), 5, 0), 5, 1
+    )  # 4 regions of 5x5 on 10x10
     t = object_targets(anns, 100, 100, {1: 0, 2: 1, 3: 2}, segments, ObjectConfig())
     np.testing.assert_array_equal(t["y"], [[1, 1, 1]])  # scene labels include small objects
     np.testing.assert_array_equal(t["obj_label"], [0, 2])  # the 0.0016-area object is no object
     # object 0 covers 40x40 of the 50x50 top-left region: 0.64 of region 0 only
-    pairs = {(int(o), int(r)): float(w) for (o, r), w in zip(t["obj_region_index"].T, t["obj_region_weight"])}
+    pairs = {
+        (int(o), int(r)): float(w)
+        for (o, r), w in zip(t["obj_region_index"].T, t["obj_region_weight"])
+    }
     assert pairs == pytest.approx({(0, 0): 0.64, (1, 3): 0.64})
     assert t["rel_index"].T.tolist() == [[0, 1], [1, 0]]
     # centre 0 is up-left of centre 1: theta = -3pi/4 exactly -> "left of"; back: pi/4 -> "below"

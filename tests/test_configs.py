@@ -26,7 +26,11 @@ def test_every_group_has_its_options():
     assert options("model/gnn") == ["gated_gcn", "gatv2", "gcn", "gine", "gps"]
     assert options("model/sequence") == ["none", "transformer"]
     assert options("trainer") == ["cpu", "ddp", "default", "gpu"]
-    assert options("experiment") == ["coco_relations", "folder_classification", "synthetic_relations"]
+    assert options("experiment") == [
+        "coco_relations",
+        "folder_classification",
+        "synthetic_relations",
+    ]
     assert options("logger") == ["csv", "tensorboard"]
 
 
@@ -43,8 +47,11 @@ def test_model_options(group, tmp_path):
         cfg = compose_cfg(overrides=[f"{group}={option}"], tmp=tmp_path)
         model = hydra.utils.instantiate(cfg.model, info=INFO)
         assert type(model.net.features).__name__ == "RegionFeatures"
-        stage = {"model/backbone": model.net.features, "model/gnn": model.net.gnn,
-                 "model/sequence": model.net.sequence}[group]
+        stage = {
+            "model/backbone": model.net.features,
+            "model/gnn": model.net.gnn,
+            "model/sequence": model.net.sequence,
+        }[group]
         expected = cfg.model[group.split("/")[1]]["_target_"].rsplit(".", 1)[1]
         assert type(stage).__name__ == expected
         if group == "model/backbone":
@@ -78,8 +85,11 @@ def test_callback_and_logger_options(group, tmp_path):
 @pytest.mark.parametrize("option", options("experiment"))
 def test_experiment_options_compose(option, tmp_path):
     cfg = compose_cfg(overrides=[f"experiment={option}"], tmp=tmp_path)
-    expected = {"synthetic_relations": "SyntheticDataModule", "coco_relations": "CocoDataModule",
-                "folder_classification": "ImageFolderDataModule"}[option]
+    expected = {
+        "synthetic_relations": "SyntheticDataModule",
+        "coco_relations": "CocoDataModule",
+        "folder_classification": "ImageFolderDataModule",
+    }[option]
     assert cfg.data._target_.endswith(expected)
     assert cfg.monitor.metric.startswith("val/")
 
@@ -115,17 +125,38 @@ def _fast_dev_run(tmp_path, overrides):
 
 def test_fast_dev_run_synthetic_relations(tmp_path):
     m = _fast_dev_run(tmp_path, ["experiment=synthetic_relations", *TINY_SYNTHETIC])
-    assert {"val/scene_map", "val/object_acc", "val/rel_acc", "val/rel_R@50", "val/rel_mR@50"} <= set(m)
+    assert {
+        "val/scene_map",
+        "val/object_acc",
+        "val/rel_acc",
+        "val/rel_R@50",
+        "val/rel_mR@50",
+    } <= set(m)
 
 
 def test_fast_dev_run_coco_relations(tmp_path, coco_tiny):
-    m = _fast_dev_run(tmp_path, ["experiment=coco_relations", f"data.root={coco_tiny}", "data.limit_images=8",
-                                 "data.batch_size=4", "model.dim=32"])
+    m = _fast_dev_run(
+        tmp_path,
+        [
+            "experiment=coco_relations",
+            f"data.root={coco_tiny}",
+            "data.limit_images=8",
+            "data.batch_size=4",
+            "model.dim=32",
+        ],
+    )
     assert {"val/scene_map", "val/object_acc", "val/rel_acc"} <= set(m)
 
 
 def test_fast_dev_run_folder_classification(tmp_path):
     root = make_image_folder(tmp_path / "folder", per_class=2)
-    m = _fast_dev_run(tmp_path, ["experiment=folder_classification", f"data.root={root}", "model.dim=32",
-                                 "data.batch_size=4"])
+    m = _fast_dev_run(
+        tmp_path,
+        [
+            "experiment=folder_classification",
+            f"data.root={root}",
+            "model.dim=32",
+            "data.batch_size=4",
+        ],
+    )
     assert "val/acc" in m

@@ -30,7 +30,9 @@ def test_synthetic_is_deterministic(tmp_path):
     b = write_split(tmp_path / "b", "train", 4, seed=3, split_index=0)
     assert a.read_text() == b.read_text()
     for name in ("000000.png", "000003.png"):
-        assert (tmp_path / "a/train" / name).read_bytes() == (tmp_path / "b/train" / name).read_bytes()
+        assert (tmp_path / "a/train" / name).read_bytes() == (
+            tmp_path / "b/train" / name
+        ).read_bytes()
     c = write_split(tmp_path / "c", "train", 4, seed=4, split_index=0)
     assert c.read_text() != a.read_text()
 
@@ -45,8 +47,15 @@ def test_synthetic_writes_polygons_and_rle(tmp_path):
 @pytest.fixture(scope="module")
 def tiny_synthetic(tmp_path_factory):
     root = tmp_path_factory.mktemp("synthetic")
-    dm = SyntheticDataModule(data_dir=str(root), cache_dir=str(root / "cache"), num_train=12, num_val=6,
-                             batch_size=4, prepare_workers=2, in_memory=False)
+    dm = SyntheticDataModule(
+        data_dir=str(root),
+        cache_dir=str(root / "cache"),
+        num_train=12,
+        num_val=6,
+        batch_size=4,
+        prepare_workers=2,
+        in_memory=False,
+    )
     dm.prepare_data()
     dm.setup("fit")
     return dm
@@ -67,7 +76,9 @@ def test_batches_follow_the_data_contract(tiny_synthetic):
     second = batch.obj_region_index[:, k0 : k0 + graphs[1].obj_region_index.size(1)]
     assert torch.equal(second, graphs[1].obj_region_index + torch.tensor([[m0], [n0]]))
     r0 = graphs[0].rel_index.size(1)
-    assert torch.equal(batch.rel_index[:, r0 : r0 + graphs[1].rel_index.size(1)], graphs[1].rel_index + m0)
+    assert torch.equal(
+        batch.rel_index[:, r0 : r0 + graphs[1].rel_index.size(1)], graphs[1].rel_index + m0
+    )
     dense = obj_regions(batch).to_dense()
     assert dense.shape == (batch.obj_label.numel(), batch.num_nodes)
     assert float(dense.max()) <= 1.0 and (dense.sum(1) > 0).all()
@@ -102,9 +113,19 @@ def _tiny_coco(root, images):
     """A COCO-layout root whose train and val splits both hold ``images`` (name -> bytes or
     array); image 1 has one object, the others none."""
     (root / "annotations").mkdir(parents=True)
-    entries = [{"id": i, "file_name": n, "width": 32, "height": 32} for i, n in enumerate(images, 1)]
-    anns = [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [2, 2, 20, 20], "iscrowd": 0,
-             "segmentation": [[2, 2, 22, 2, 22, 22, 2, 22]]}]
+    entries = [
+        {"id": i, "file_name": n, "width": 32, "height": 32} for i, n in enumerate(images, 1)
+    ]
+    anns = [
+        {
+            "id": 1,
+            "image_id": 1,
+            "category_id": 1,
+            "bbox": [2, 2, 20, 20],
+            "iscrowd": 0,
+            "segmentation": [[2, 2, 22, 2, 22, 22, 2, 22]],
+        }
+    ]
     cats = [{"id": 1, "name": "thing"}, {"id": 2, "name": "other thing"}]
     for split in ("train2017", "val2017"):
         (root / split).mkdir()
@@ -114,7 +135,8 @@ def _tiny_coco(root, images):
             else:
                 Image.fromarray(content).save(root / split / name)
         (root / "annotations" / f"instances_{split}.json").write_text(
-            json.dumps({"images": entries, "annotations": anns, "categories": cats}))
+            json.dumps({"images": entries, "annotations": anns, "categories": cats})
+        )
     return root
 
 
@@ -123,10 +145,18 @@ def test_unreadable_images_are_skipped_counted_and_logged(tmp_path, caplog):
     good = rng.integers(0, 255, (32, 32, 3), np.uint8)
     Image.fromarray(good).save(tmp_path / "full.jpg")
     truncated = (tmp_path / "full.jpg").read_bytes()[:200]
-    root = _tiny_coco(tmp_path / "coco", {
-        "a.jpg": good, "empty.jpg": b"", "cut.jpg": truncated, "b.jpg": np.zeros((32, 32, 3), np.uint8),
-    })
-    dm = CocoDataModule(root=str(root), cache_dir=str(tmp_path / "cache"), prepare_workers=1, batch_size=4)
+    root = _tiny_coco(
+        tmp_path / "coco",
+        {
+            "a.jpg": good,
+            "empty.jpg": b"",
+            "cut.jpg": truncated,
+            "b.jpg": np.zeros((32, 32, 3), np.uint8),
+        },
+    )
+    dm = CocoDataModule(
+        root=str(root), cache_dir=str(tmp_path / "cache"), prepare_workers=1, batch_size=4
+    )
     with caplog.at_level(logging.WARNING):
         dm.prepare_data()
         dm.setup("fit")
@@ -142,7 +172,10 @@ def test_unreadable_images_are_skipped_counted_and_logged(tmp_path, caplog):
 
 def test_missing_root_fails_with_layout(tmp_path):
     dm = CocoDataModule(root=str(tmp_path / "nowhere"), cache_dir=str(tmp_path / "cache"))
-    with pytest.raises(FileNotFoundError, match=r"(?s)nowhere does not exist.*expected COCO 2017 layout.*instances_train2017.json"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"(?s)nowhere does not exist.*expected COCO 2017 layout.*instances_train2017.json",
+    ):
         dm.info  # noqa: B018
 
 
@@ -157,8 +190,14 @@ def test_wrong_layout_fails_with_layout(tmp_path):
     "mutate, message",
     [
         (lambda t: t[:-5], r"instances_val2017.json: malformed JSON at line 1"),
-        (lambda t: t.replace('"image_id": 1', '"image_id": 99'), r"instances_val2017.json: annotation id 1 names image_id 99"),
-        (lambda t: t.replace('"category_id": 1', '"category_id": 7'), r"instances_val2017.json: annotation id 1 names category_id 7"),
+        (
+            lambda t: t.replace('"image_id": 1', '"image_id": 99'),
+            r"instances_val2017.json: annotation id 1 names image_id 99",
+        ),
+        (
+            lambda t: t.replace('"category_id": 1', '"category_id": 7'),
+            r"instances_val2017.json: annotation id 1 names category_id 7",
+        ),
     ],
 )
 def test_bad_annotations_name_file_and_id(tmp_path, mutate, message):
@@ -171,7 +210,9 @@ def test_bad_annotations_name_file_and_id(tmp_path, mutate, message):
 
 
 def test_image_folder_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"(?s)missing folder .*train/.*expected image-folder layout"):
+    with pytest.raises(
+        FileNotFoundError, match=r"(?s)missing folder .*train/.*expected image-folder layout"
+    ):
         ImageFolderDataModule(root=str(tmp_path)).info  # noqa: B018
     (tmp_path / "train" / "cat").mkdir(parents=True)
     (tmp_path / "val" / "dog").mkdir(parents=True)

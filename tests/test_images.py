@@ -74,7 +74,9 @@ def test_zero_byte_file(tmp_path):
 
 
 def test_truncated_file(tmp_path):
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)).save(tmp_path / "t.jpg")
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)).save(
+        tmp_path / "t.jpg"
+    )
     data = (tmp_path / "t.jpg").read_bytes()
     (tmp_path / "t.jpg").write_bytes(data[: len(data) // 2])
     with pytest.raises(UnreadableImageError, match="t.jpg"):

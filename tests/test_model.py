@@ -21,12 +21,16 @@ def test_pool_regions_exact_and_vanished_regions_finite():
     out = pool_regions(fmap, segments, pos, torch.zeros(3, dtype=torch.long))
     assert out[0].item() == pytest.approx(1.0)  # mean of cells 0 and 2
     assert out[1].item() == pytest.approx(2.0)  # mean of cells 1 and 3
-    assert torch.isfinite(out).all() and out[2].item() == pytest.approx(0.0)  # bilinear at the corner
+    assert torch.isfinite(out).all() and out[2].item() == pytest.approx(
+        0.0
+    )  # bilinear at the corner
 
 
 def test_pool_regions_uses_each_graph_own_map():
     fmap = torch.stack([torch.zeros(1, 2, 2), torch.ones(1, 2, 2)])
-    segments = torch.stack([torch.zeros(4, 4, dtype=torch.long), torch.ones(4, 4, dtype=torch.long)])
+    segments = torch.stack(
+        [torch.zeros(4, 4, dtype=torch.long), torch.ones(4, 4, dtype=torch.long)]
+    )
     out = pool_regions(fmap, segments, torch.full((2, 2), 0.5), torch.tensor([0, 1]))
     assert out.view(-1).tolist() == [0.0, 1.0]
 
@@ -74,7 +78,9 @@ def test_pool_objects_and_geometry_exact():
     tokens = torch.tensor([[1.0], [3.0], [10.0]])
     index = torch.tensor([[0, 0, 1], [0, 1, 2]])
     weight = torch.tensor([1.0, 0.5, 1.0])
-    assert pool_objects(tokens, index, weight, 2).view(-1).tolist() == pytest.approx([(1 + 1.5) / 1.5, 10.0])
+    assert pool_objects(tokens, index, weight, 2).view(-1).tolist() == pytest.approx(
+        [(1 + 1.5) / 1.5, 10.0]
+    )
     x = torch.zeros(3, 13)
     x[:, 6:8] = torch.tensor([[0.25, 0.25], [0.75, 0.25], [0.5, 0.75]])  # centroids
     x[:, 8] = torch.tensor([0.25, 0.25, 0.5])  # area fractions
@@ -113,7 +119,10 @@ def test_relation_recall_exact():
 
 def test_backbone_named_weights_missing_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    with pytest.raises(FileNotFoundError, match=r"ResNet18_Weights.IMAGENET1K_V1 are not on disk.*nothing is downloaded"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"ResNet18_Weights.IMAGENET1K_V1 are not on disk.*nothing is downloaded",
+    ):
         load_backbone("resnet18", "ResNet18_Weights.IMAGENET1K_V1")
     model = load_backbone("resnet18", "ResNet18_Weights.IMAGENET1K_V1", weights_fallback="random")
     assert model.fc.out_features == 1000

@@ -104,7 +104,9 @@ def test_descriptors_equal_pyg_toslic(name):
 
 
 def test_graph_on_real_photo_is_valid():
-    g = image_to_regions(_photo("astronaut", (240, 320)), RegionConfig(size=(128, 128), n_segments=100))
+    g = image_to_regions(
+        _photo("astronaut", (240, 320)), RegionConfig(size=(128, 128), n_segments=100)
+    )
     n = g["x"].shape[0]
     assert g["segments"].shape == (128, 128) and set(np.unique(g["segments"])) == set(range(n))
     ei = g["edge_index"]

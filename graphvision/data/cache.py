@@ -77,7 +77,9 @@ def build_entry(job: ImageJob, regions: RegionConfig, objects: ObjectConfig) -> 
     if job.category_ids:
         width, height = job.expected_size or (rgb.shape[1], rgb.shape[0])
         index = {cid: i for i, cid in enumerate(job.category_ids)}
-        targets = object_targets(list(job.annotations), width, height, index, graph["segments"], objects)
+        targets = object_targets(
+            list(job.annotations), width, height, index, graph["segments"], objects
+        )
         out.update({k: torch.from_numpy(v) for k, v in targets.items()})
     if job.label is not None:
         out["label"] = torch.tensor([job.label])
@@ -154,8 +156,14 @@ def build_cache(
     ]
     failed: dict[str, str] = {}
     if todo:
-        log.info("%s: building %d of %d entries with %d worker(s) in %s", desc, len(todo),
-                 len(jobs), workers, cache_dir)
+        log.info(
+            "%s: building %d of %d entries with %d worker(s) in %s",
+            desc,
+            len(todo),
+            len(jobs),
+            workers,
+            cache_dir,
+        )
         bar = tqdm(total=len(todo), desc=desc, unit="img", disable=None)
         if workers <= 1:
             results = map(_build_one, todo)
@@ -178,5 +186,7 @@ def build_cache(
     for path, reason in skipped:
         log.warning("skipped unreadable image %s: %s", path, reason)
     if skipped:
-        log.warning("%s: skipped %d of %d images that could not be read", desc, len(skipped), len(jobs))
+        log.warning(
+            "%s: skipped %d of %d images that could not be read", desc, len(skipped), len(jobs)
+        )
     return [k for k in keys if k not in failed], skipped

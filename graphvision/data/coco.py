@@ -79,7 +79,9 @@ def check_coco_root(root: str | Path, splits: tuple[str, ...] = ("train2017", "v
 def _require(obj: dict, keys: tuple[str, ...], where: str, ann_file: Path) -> None:
     absent = [k for k in keys if k not in obj]
     if absent:
-        raise ValueError(f"{ann_file}: {where} lacks the key(s) {absent}; is this a COCO instances file?")
+        raise ValueError(
+            f"{ann_file}: {where} lacks the key(s) {absent}; is this a COCO instances file?"
+        )
 
 
 def read_coco(ann_file: str | Path, image_dir: str | Path) -> CocoIndex:
@@ -112,7 +114,9 @@ def read_coco(ann_file: str | Path, image_dir: str | Path) -> CocoIndex:
 
     images: dict[int, CocoImage] = {}
     for img in raw["images"]:
-        _require(img, ("id", "file_name", "width", "height"), f"image {img.get('id', '?')}", ann_file)
+        _require(
+            img, ("id", "file_name", "width", "height"), f"image {img.get('id', '?')}", ann_file
+        )
         if img["id"] in images:
             raise ValueError(f"{ann_file}: image id {img['id']} appears twice in 'images'")
         images[img["id"]] = CocoImage(
@@ -120,7 +124,12 @@ def read_coco(ann_file: str | Path, image_dir: str | Path) -> CocoIndex:
         )
     known_cats = set(cat_ids)
     for ann in raw["annotations"]:
-        _require(ann, ("id", "image_id", "category_id", "bbox"), f"annotation {ann.get('id', '?')}", ann_file)
+        _require(
+            ann,
+            ("id", "image_id", "category_id", "bbox"),
+            f"annotation {ann.get('id', '?')}",
+            ann_file,
+        )
         if ann["image_id"] not in images:
             raise ValueError(
                 f"{ann_file}: annotation id {ann['id']} names image_id {ann['image_id']}, "
@@ -133,8 +142,13 @@ def read_coco(ann_file: str | Path, image_dir: str | Path) -> CocoIndex:
             )
         images[ann["image_id"]].annotations.append(ann)
     ordered = sorted(images.values(), key=lambda im: im.id)
-    log.info("%s: %d images, %d annotations, %d categories", ann_file.name, len(ordered),
-             len(raw["annotations"]), len(categories))
+    log.info(
+        "%s: %d images, %d annotations, %d categories",
+        ann_file.name,
+        len(ordered),
+        len(raw["annotations"]),
+        len(categories),
+    )
     return CocoIndex(ann_file, categories, ordered)
 
 
@@ -154,7 +168,9 @@ def ann_to_mask(segmentation, height: int, width: int) -> np.ndarray:
     return mask_utils.decode(rle)
 
 
-def select_objects(annotations: list[dict], width: int, height: int, cfg: ObjectConfig) -> list[dict]:
+def select_objects(
+    annotations: list[dict], width: int, height: int, cfg: ObjectConfig
+) -> list[dict]:
     """Non-crowd annotations whose box area exceeds ``min_object_size`` of the image; the
     ``max_objects`` largest of them, kept in annotation order."""
     image_area = float(width * height)
@@ -167,6 +183,10 @@ def select_objects(annotations: list[dict], width: int, height: int, cfg: Object
         ids = {id(a) for a in largest}
         kept = [a for a in kept if id(a) in ids]
     return kept
+
+
+def _cat(parts: list[np.ndarray], dtype) -> np.ndarray:
+    return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
 
 
 def mask_centre(mask: np.ndarray, box: np.ndarray) -> np.ndarray:
@@ -232,13 +252,12 @@ def object_targets(
         mem_w.append(np.clip(weight[regions], cfg.min_membership, 1.0))
     boxes_arr = np.array(boxes, dtype=np.float32).reshape(-1, 4)
     rel_index, rel_label = pairwise_relations(boxes_arr, np.array(centres).reshape(-1, 2))
-    cat = (lambda parts, dt: np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt))
     return {
         "y": y,
         "obj_label": np.array(labels, dtype=np.int64),
         "obj_box": boxes_arr,
-        "obj_region_index": np.stack([cat(mem_obj, np.int64), cat(mem_reg, np.int64)]),
-        "obj_region_weight": cat(mem_w, np.float32),
+        "obj_region_index": np.stack([_cat(mem_obj, np.int64), _cat(mem_reg, np.int64)]),
+        "obj_region_weight": _cat(mem_w, np.float32),
         "rel_index": rel_index,
         "rel_label": rel_label,
     }

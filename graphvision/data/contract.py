@@ -48,5 +48,8 @@ def obj_regions(data: Data) -> torch.Tensor:
     """The sparse ``[M, N]`` object-region membership matrix of a graph or batch."""
     num_obj = int(data.obj_label.numel())
     return torch.sparse_coo_tensor(
-        data.obj_region_index, data.obj_region_weight, (num_obj, data.num_nodes), check_invariants=True
+        data.obj_region_index,
+        data.obj_region_weight,
+        (num_obj, data.num_nodes),
+        check_invariants=True,
     ).coalesce()

@@ -39,8 +39,15 @@ _ANN_FIELDS = ("id", "category_id", "bbox", "iscrowd", "segmentation")
 class RegionGraphDataset(Dataset):
     """Cache entries as :class:`RegionGraph` s; a corrupt entry is rebuilt on load."""
 
-    def __init__(self, jobs, keys, cache_dir, regions: RegionConfig, objects: ObjectConfig,
-                 in_memory: bool = False) -> None:
+    def __init__(
+        self,
+        jobs,
+        keys,
+        cache_dir,
+        regions: RegionConfig,
+        objects: ObjectConfig,
+        in_memory: bool = False,
+    ) -> None:
         self.jobs, self.keys, self.cache_dir = list(jobs), list(keys), Path(cache_dir)
         self.regions, self.objects = regions, objects
         self._memory: dict[int, dict] | None = {} if in_memory else None
@@ -99,7 +106,11 @@ class RegionGraphDataModule(L.LightningDataModule):
         self.regions = RegionConfig(**(regions or {}))
         self.objects = ObjectConfig(**(objects or {}))
         self.batch_size, self.num_workers = batch_size, num_workers
-        self.prepare_workers, self.in_memory, self.limit_images = prepare_workers, in_memory, limit_images
+        self.prepare_workers, self.in_memory, self.limit_images = (
+            prepare_workers,
+            in_memory,
+            limit_images,
+        )
         self.datasets: dict[str, RegionGraphDataset] = {}
 
     # -- to implement -------------------------------------------------------------------
@@ -117,8 +128,14 @@ class RegionGraphDataModule(L.LightningDataModule):
 
     def prepare_data(self) -> None:
         for split in self.splits:
-            build_cache(self._limited(self.jobs(split)), self.cache_dir, self.regions, self.objects,
-                        workers=self.prepare_workers, desc=f"{type(self).__name__} {split}")
+            build_cache(
+                self._limited(self.jobs(split)),
+                self.cache_dir,
+                self.regions,
+                self.objects,
+                workers=self.prepare_workers,
+                desc=f"{type(self).__name__} {split}",
+            )
 
     def setup(self, stage: str | None = None) -> None:
         for split in self.splits:
@@ -128,14 +145,24 @@ class RegionGraphDataModule(L.LightningDataModule):
             keys = [job.key(self.regions, self.objects) for job in jobs]
             present = [entry_path(self.cache_dir, k).is_file() for k in keys]
             if not any(present):
-                raise RuntimeError(f"no cached {split} images in {self.cache_dir}: call prepare_data() first")
+                raise RuntimeError(
+                    f"no cached {split} images in {self.cache_dir}: call prepare_data() first"
+                )
             if not all(present):
-                log.warning("%s: %d of %d images have no cache entry (unreadable) and are left out",
-                            split, present.count(False), len(jobs))
+                log.warning(
+                    "%s: %d of %d images have no cache entry (unreadable) and are left out",
+                    split,
+                    present.count(False),
+                    len(jobs),
+                )
             kept = [(j, k) for j, k, p in zip(jobs, keys, present) if p]
             self.datasets[split] = RegionGraphDataset(
-                [j for j, _ in kept], [k for _, k in kept], self.cache_dir, self.regions,
-                self.objects, in_memory=self.in_memory,
+                [j for j, _ in kept],
+                [k for _, k in kept],
+                self.cache_dir,
+                self.regions,
+                self.objects,
+                in_memory=self.in_memory,
             )
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
@@ -166,8 +193,13 @@ class CocoDataModule(RegionGraphDataModule):
         train_split, val_split: folder / annotation names (default ``train2017``, ``val2017``).
     """
 
-    def __init__(self, root: str = "data/coco", train_split: str = "train2017",
-                 val_split: str = "val2017", **kwargs) -> None:
+    def __init__(
+        self,
+        root: str = "data/coco",
+        train_split: str = "train2017",
+        val_split: str = "val2017",
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
         self.root = Path(root)
         self.split_names = {"train": train_split, "val": val_split}
@@ -177,8 +209,9 @@ class CocoDataModule(RegionGraphDataModule):
         if split not in self._index:
             check_coco_root(self.root, tuple(self.split_names.values()))
             name = self.split_names[split]
-            self._index[split] = read_coco(self.root / "annotations" / f"instances_{name}.json",
-                                           self.root / name)
+            self._index[split] = read_coco(
+                self.root / "annotations" / f"instances_{name}.json", self.root / name
+            )
         return self._index[split]
 
     def jobs(self, split: str) -> list[ImageJob]:
@@ -189,7 +222,9 @@ class CocoDataModule(RegionGraphDataModule):
                 path=str(img.file),
                 image_id=img.id,
                 expected_size=(img.width, img.height),
-                annotations=tuple({k: a[k] for k in _ANN_FIELDS if k in a} for a in img.annotations),
+                annotations=tuple(
+                    {k: a[k] for k in _ANN_FIELDS if k in a} for a in img.annotations
+                ),
                 category_ids=cat_ids,
             )
             for img in index.images
@@ -199,8 +234,15 @@ class CocoDataModule(RegionGraphDataModule):
     def info(self) -> dict:
         names = self.index("train").category_names
         if self.index("val").category_names != names:
-            raise ValueError(f"{self.root}: train and val annotation files list different categories")
-        return {"task": "relations", "categories": names, "relations": list(RELATIONS), "classes": []}
+            raise ValueError(
+                f"{self.root}: train and val annotation files list different categories"
+            )
+        return {
+            "task": "relations",
+            "categories": names,
+            "relations": list(RELATIONS),
+            "classes": [],
+        }
 
 
 class SyntheticDataModule(CocoDataModule):
@@ -216,10 +258,19 @@ class SyntheticDataModule(CocoDataModule):
         min_objects, max_objects: objects per image (defaults 2, 6).
     """
 
-    def __init__(self, data_dir: str = "data", num_train: int = 1600, num_val: int = 300,
-                 image_size: int = 128, seed: int = 0, shapes: list[str] | None = None,
-                 colours: dict[str, list[int]] | None = None, min_objects: int = 2,
-                 max_objects: int = 6, **kwargs) -> None:
+    def __init__(
+        self,
+        data_dir: str = "data",
+        num_train: int = 1600,
+        num_val: int = 300,
+        image_size: int = 128,
+        seed: int = 0,
+        shapes: list[str] | None = None,
+        colours: dict[str, list[int]] | None = None,
+        min_objects: int = 2,
+        max_objects: int = 6,
+        **kwargs,
+    ) -> None:
         self.scene = {
             "size": int(image_size),
             "shapes": tuple(shapes or synthetic.DEFAULT_SHAPES),
@@ -230,11 +281,18 @@ class SyntheticDataModule(CocoDataModule):
         self.counts = {"train": int(num_train), "val": int(num_val)}
         self.seed = int(seed)
         digest = hashlib.sha1(
-            json.dumps({"scene": self.scene, "counts": self.counts, "seed": self.seed}, sort_keys=True,
-                       default=list).encode()
+            json.dumps(
+                {"scene": self.scene, "counts": self.counts, "seed": self.seed},
+                sort_keys=True,
+                default=list,
+            ).encode()
         ).hexdigest()[:10]
-        super().__init__(root=str(Path(data_dir) / "synthetic" / digest), train_split="train",
-                         val_split="val", **kwargs)
+        super().__init__(
+            root=str(Path(data_dir) / "synthetic" / digest),
+            train_split="train",
+            val_split="val",
+            **kwargs,
+        )
 
     def generate(self) -> None:
         """Writes the dataset unless a complete copy is already there."""
@@ -242,7 +300,9 @@ class SyntheticDataModule(CocoDataModule):
         if done.is_file():
             return
         for split_index, split in enumerate(self.splits):
-            synthetic.write_split(self.root, split, self.counts[split], self.seed, split_index, **self.scene)
+            synthetic.write_split(
+                self.root, split, self.counts[split], self.seed, split_index, **self.scene
+            )
         done.write_text(json.dumps({"counts": self.counts, "seed": self.seed}))
 
     def prepare_data(self) -> None:
@@ -252,7 +312,12 @@ class SyntheticDataModule(CocoDataModule):
     @property
     def info(self) -> dict:
         names = synthetic.category_names(self.scene["shapes"], self.scene["colours"])
-        return {"task": "relations", "categories": names, "relations": list(RELATIONS), "classes": []}
+        return {
+            "task": "relations",
+            "categories": names,
+            "relations": list(RELATIONS),
+            "classes": [],
+        }
 
 
 class ImageFolderDataModule(RegionGraphDataModule):
@@ -266,10 +331,16 @@ class ImageFolderDataModule(RegionGraphDataModule):
 
     def jobs(self, split: str) -> list[ImageJob]:
         classes = folder_classes(self.root, "train")
-        return [ImageJob(path=str(p), image_id=i, label=c)
-                for i, (p, c) in enumerate(folder_images(self.root, split, classes))]
+        return [
+            ImageJob(path=str(p), image_id=i, label=c)
+            for i, (p, c) in enumerate(folder_images(self.root, split, classes))
+        ]
 
     @property
     def info(self) -> dict:
-        return {"task": "classification", "categories": [], "relations": [],
-                "classes": folder_classes(self.root, "train")}
+        return {
+            "task": "classification",
+            "categories": [],
+            "relations": [],
+            "classes": folder_classes(self.root, "train"),
+        }

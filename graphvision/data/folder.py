@@ -18,9 +18,13 @@ def folder_classes(root: str | Path, split: str = "train") -> list[str]:
     split_dir = root / split
     if not split_dir.is_dir():
         raise FileNotFoundError(f"data.root={root}: missing folder {split_dir}/.\n{FOLDER_LAYOUT}")
-    classes = sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    classes = sorted(
+        p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
+    )
     if not classes:
-        raise FileNotFoundError(f"data.root={root}: {split_dir}/ has no class folders.\n{FOLDER_LAYOUT}")
+        raise FileNotFoundError(
+            f"data.root={root}: {split_dir}/ has no class folders.\n{FOLDER_LAYOUT}"
+        )
     return classes
 
 
@@ -46,5 +50,7 @@ def folder_images(root: str | Path, split: str, classes: list[str]) -> list[tupl
         if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
     ]
     if not items:
-        raise FileNotFoundError(f"{split_dir}: no images ({', '.join(IMAGE_SUFFIXES)}).\n{FOLDER_LAYOUT}")
+        raise FileNotFoundError(
+            f"{split_dir}: no images ({', '.join(IMAGE_SUFFIXES)}).\n{FOLDER_LAYOUT}"
+        )
     return items

@@ -114,7 +114,12 @@ def _annotation(obj: dict, ann_id: int, image_id: int) -> dict:
 
     visible = obj["visible"]
     ys, xs = np.nonzero(visible)
-    bbox = [float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)]
+    bbox = [
+        float(xs.min()),
+        float(ys.min()),
+        float(xs.max() - xs.min() + 1),
+        float(ys.max() - ys.min() + 1),
+    ]
     if obj["occluded"]:
         rle = mask_utils.encode(np.asfortranarray(visible.astype(np.uint8)))
         segmentation = {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
@@ -141,7 +146,9 @@ def write_split(
         img, objects = render_scene(rng, **scene_kwargs)
         name = f"{i:06d}.png"
         Image.fromarray(img).save(root / split / name)
-        images.append({"id": i + 1, "file_name": name, "width": img.shape[1], "height": img.shape[0]})
+        images.append(
+            {"id": i + 1, "file_name": name, "width": img.shape[1], "height": img.shape[0]}
+        )
         for obj in objects:
             annotations.append(_annotation(obj, len(annotations) + 1, i + 1))
     cats = [{"id": k + 1, "name": n, "supercategory": "shape"}
@@ -150,5 +157,7 @@ def write_split(
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps({"images": images, "annotations": annotations, "categories": cats}))
     os.replace(tmp, out)
-    log.info("synthetic %s: wrote %d images, %d objects to %s", split, num_images, len(annotations), root)
+    log.info(
+        "synthetic %s: wrote %d images, %d objects to %s", split, num_images, len(annotations), root
+    )
     return out
