@@ -170,3 +170,55 @@ def test_object_masks_and_shape_exact():
     geom = torch.tensor([[0.5, 0.5, 0.0, 0.0, 1.0, 1.0, 0.75, 0.75]])
     shape = object_shape(masks, geom, grid=2)  # quadrants, row-major
     assert shape.view(-1).tolist() == pytest.approx([1.0, 1.0, 1.0, 0.0])
+
+
+def test_degenerate_images_through_the_whole_model(tmp_path):
+    """An 8x8 image, a one-region (flat) image and an image without objects: finite outputs
+    and a finite loss."""
+    import numpy as np
+    from PIL import Image
+    from torch_geometric.data import Batch
+
+    from graphvision.data.cache import ImageJob, build_entry, to_graph
+    from graphvision.data.coco import ObjectConfig
+    from graphvision.module import GraphVisionModule
+    from graphvision.regions import RegionConfig
+
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (8, 8, 3), np.uint8)).save(tmp_path / "tiny.png")
+    Image.fromarray(np.full((40, 50, 3), 90, np.uint8)).save(tmp_path / "flat.png")
+    ann = {
+        "id": 1,
+        "category_id": 1,
+        "bbox": [1, 1, 5, 5],
+        "iscrowd": 0,
+        "segmentation": [[1, 1, 6, 1, 6, 6, 1, 6]],
+    }
+    jobs = [
+        ImageJob(str(tmp_path / "tiny.png"), 1, (8, 8), (ann, {**ann, "id": 2}), (1, 2)),
+        ImageJob(str(tmp_path / "flat.png"), 2, (50, 40), (), (1, 2)),
+    ]
+    graphs = [
+        to_graph(build_entry(jobs[0], RegionConfig(size=(32, 32), n_segments=20), ObjectConfig())),
+        to_graph(build_entry(jobs[1], RegionConfig(size=(32, 32), n_segments=1), ObjectConfig())),
+    ]
+    assert graphs[1].num_nodes == 1 and graphs[1].num_objects == 0
+    batch = Batch.from_data_list(graphs, follow_batch=["obj_label", "rel_label"])
+    info = {
+        "task": "relations",
+        "categories": ["a", "b"],
+        "relations": ["l", "r", "a", "b", "i", "s"],
+        "classes": [],
+    }
+    module = GraphVisionModule(
+        info,
+        backbone={"_target_": "graphvision.features.RegionFeatures"},
+        gnn={"_target_": "graphvision.gnn.RegionGNN", "layer": "gatv2"},
+        sequence={"_target_": "graphvision.sequence.TransformerSequence"},
+        dim=32,
+    )
+    out = module(batch)
+    assert all(torch.isfinite(v).all() for v in out.values())
+    losses = module.losses(out, batch)
+    assert set(losses) == {"scene", "regions", "objects", "relations"}
+    assert all(torch.isfinite(v) for v in losses.values())
