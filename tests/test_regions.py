@@ -134,3 +134,43 @@ def test_segmentation_is_deterministic():
     image = _photo("coffee")
     cfg = RegionConfig(size=image.shape[:2], n_segments=80)
     np.testing.assert_array_equal(slic_superpixels(image, cfg), slic_superpixels(image, cfg))
+
+
+@pytest.mark.parametrize("name", PHOTOS[:2])
+def test_rgb_to_lab_equals_skimage(name):
+    """Oracle: the fast float32 conversion equals scikit-image's rgb2lab."""
+    from skimage.color import rgb2lab
+
+    from graphvision.regions.superpixels import rgb_to_lab
+
+    image = _photo(name)
+    np.testing.assert_allclose(rgb_to_lab(image), rgb2lab(image), atol=2e-3)
+
+
+def test_opencv_backend_gives_a_valid_graph():
+    pytest.importorskip("cv2", reason="the opencv extra is not installed")
+    image = _photo("astronaut")
+    labels = slic_superpixels(
+        image, RegionConfig(size=image.shape[:2], n_segments=100, backend="opencv")
+    )
+    n = int(labels.max()) + 1
+    assert set(np.unique(labels)) == set(range(n)) and 50 <= n <= 150
+    g = region_graph(image, labels)
+    assert np.isfinite(g["x"]).all() and g["edge_index"].shape[1] > n
+
+
+def test_unknown_backend_is_an_error():
+    with pytest.raises(ValueError, match="regions.backend='fast'"):
+        RegionConfig(backend="fast")
+
+
+@pytest.mark.parametrize("name", PHOTOS[:3])
+def test_fast_slic_equals_skimage_slic(name):
+    """Oracle: the float32 Lab front end gives scikit-image's own slic labels."""
+    from skimage.segmentation import slic
+
+    image = _photo(name, (160, 160))
+    for n in (100, 400):
+        mine = slic_superpixels(image, RegionConfig(size=(160, 160), n_segments=n))
+        theirs = slic(image, n_segments=n, compactness=10.0, max_num_iter=4, start_label=0)
+        np.testing.assert_array_equal(mine, relabel_consecutive(theirs))

@@ -29,6 +29,9 @@ def relabel_consecutive(labels: np.ndarray) -> np.ndarray:
     Shapes:
         labels: ``[H, W]`` -> ``[H, W]`` int64.
     """
+    labels = np.asarray(labels)
+    if labels.size and labels.min() >= 0 and np.bincount(labels.ravel()).all():
+        return labels.astype(np.int64, copy=False)  # already 0..N-1, every id present
     _, inverse = np.unique(labels, return_inverse=True)
     return inverse.reshape(labels.shape).astype(np.int64)
 
