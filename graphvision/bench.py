@@ -69,7 +69,7 @@ def load_benchmark_images(images: str | None, annotations: str | None, limit: in
     return out
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def default_region_config(n_segments: int):
     """The region settings of ``conf/data/coco.yaml`` with ``n_segments`` replaced."""
     from omegaconf import OmegaConf

@@ -220,3 +220,17 @@ def test_image_folder_errors(tmp_path):
     Image.new("RGB", (8, 8)).save(tmp_path / "val" / "dog" / "1.png")
     with pytest.raises(ValueError, match=r"\['dog'\] do not exist in the training split"):
         ImageFolderDataModule(root=str(tmp_path), cache_dir=str(tmp_path / "c")).prepare_data()
+
+
+def test_altered_cache_entry_fails_its_checksum(tiny_synthetic):
+    from graphvision.data.cache import load_entry
+
+    ds = tiny_synthetic.datasets["val"]
+    path = entry_path(ds.cache_dir, ds.keys[2])
+    raw = bytearray(path.read_bytes())
+    raw[-10] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="corrupt cache entry .*checksum"):
+        load_entry(path)
+    assert torch.isfinite(ds[2].x).all()  # rebuilt on access
+    load_entry(path)  # and now valid again

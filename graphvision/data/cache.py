@@ -1,8 +1,11 @@
 """Pre-processing jobs, run once over a worker pool, cached on disk one file per image.
 
-A cache entry is a ``torch.save``'d dict of tensors, written to a temporary file and
-renamed into place, so a killed run leaves no half entry. An entry that fails to load
-is logged and rebuilt.
+A cache entry is one file holding a dict of tensors in a small raw format (a JSON header
+naming each tensor's dtype, shape and offset, a CRC-32 of the payload, then the bytes):
+no pickle, and loading is one read plus zero-copy views, several times faster than
+``torch.load``. It is written to a temporary file and renamed into place, so a killed run
+leaves no half entry; an entry that is truncated, altered or unreadable fails its checks
+on load and is logged and rebuilt.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import json
 import logging
 import multiprocessing as mp
 import os
+import struct
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -26,7 +31,7 @@ from graphvision.regions import RegionConfig, image_to_regions
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -87,27 +92,91 @@ def build_entry(job: ImageJob, regions: RegionConfig, objects: ObjectConfig) -> 
 
 
 def entry_path(cache_dir: Path, key: str) -> Path:
-    return Path(cache_dir) / key[:2] / f"{key}.pt"
+    return Path(cache_dir) / key[:2] / f"{key}.gvc"
+
+
+MAGIC = b"GVC1"
+REQUIRED_KEYS = ("image", "segments", "x", "pos", "edge_index", "edge_attr")
+_DTYPES = {
+    str(d).removeprefix("torch."): d
+    for d in (
+        torch.uint8,
+        torch.int16,
+        torch.int32,
+        torch.int64,
+        torch.float32,
+        torch.float64,
+        torch.bool,
+    )
+}
+
+
+def encode_entry(entry: dict) -> bytes:
+    """``MAGIC | header length (u32) | JSON header | payload``; the header lists every
+    tensor's dtype, shape, offset and size and the payload's CRC-32."""
+    fields, chunks, offset = {}, [], 0
+    for name, value in entry.items():
+        data = value.contiguous().numpy().tobytes()
+        fields[name] = [
+            str(value.dtype).removeprefix("torch."),
+            list(value.shape),
+            offset,
+            len(data),
+        ]
+        chunks.append(data)
+        offset += len(data)
+    payload = b"".join(chunks)
+    header = json.dumps(
+        {"fields": fields, "size": len(payload), "crc32": zlib.crc32(payload)}
+    ).encode()
+    return MAGIC + struct.pack("<I", len(header)) + header + payload
 
 
 def save_entry(entry: dict, path: Path) -> None:
     """Writes atomically: a temporary file in the same folder, then ``os.replace``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(entry, tmp)
+    tmp.write_bytes(encode_entry(entry))
     os.replace(tmp, path)
 
 
-REQUIRED_KEYS = ("image", "segments", "x", "pos", "edge_index", "edge_attr")
-
-
 def load_entry(path: Path) -> dict:
-    """Loads a cache entry; raises ``ValueError`` naming the file if it is corrupt."""
+    """Loads a cache entry; raises ``ValueError`` naming the file if it is corrupt
+    (``FileNotFoundError`` if it is missing)."""
+    with open(path, "rb") as f:
+        raw = bytearray(f.read())
     try:
-        entry = torch.load(path, weights_only=True)
-    except Exception as err:  # truncated zip, bad pickle, ...: all mean "corrupt"
-        raise ValueError(f"corrupt cache entry {path}: {type(err).__name__}: {err}") from err
-    if not isinstance(entry, dict) or any(k not in entry for k in REQUIRED_KEYS):
+        if raw[:4] != MAGIC:
+            raise ValueError("not a graphvision cache file")
+        (hlen,) = struct.unpack_from("<I", raw, 4)
+        header = json.loads(bytes(raw[8 : 8 + hlen]))
+        start = 8 + hlen
+        if len(raw) - start != header["size"]:
+            raise ValueError(
+                f"payload is {len(raw) - start} bytes, expected {header['size']} (truncated?)"
+            )
+        if zlib.crc32(memoryview(raw)[start:]) != header["crc32"]:
+            raise ValueError("payload checksum mismatch")
+        entry = {}
+        for name, (dtype, shape, offset, size) in header["fields"].items():
+            dt = _DTYPES[dtype]
+            count = size // dt.itemsize
+            flat = (
+                torch.frombuffer(raw, dtype=dt, count=count, offset=start + offset)
+                if count
+                else torch.empty(0, dtype=dt)
+            )
+            entry[name] = flat.view(shape)
+    except (
+        ValueError,
+        KeyError,
+        struct.error,
+        json.JSONDecodeError,
+        UnicodeDecodeError,
+        RuntimeError,
+    ) as err:
+        raise ValueError(f"corrupt cache entry {path}: {err}") from err
+    if any(k not in entry for k in REQUIRED_KEYS):
         raise ValueError(f"corrupt cache entry {path}: missing fields")
     return entry
 

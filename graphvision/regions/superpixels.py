@@ -17,7 +17,6 @@ from PIL import Image
 
 from graphvision.regions.graph import region_graph, relabel_consecutive
 
-
 BACKENDS = ("skimage", "opencv")
 
 
