@@ -207,9 +207,13 @@ def bench_prepare(args) -> dict:
         for workers in (1, 2):
             cache = Path(tmp) / f"cache{workers}"
             dm = CocoDataModule(
-                root=str(root), cache_dir=str(cache), prepare_workers=workers, in_memory=False
+                root=str(root),
+                cache_dir=str(cache),
+                prepare_workers=workers,
+                in_memory=False,
+                limit_images=args.limit,
             )
-            jobs = dm.jobs("train") + dm.jobs("val")
+            jobs = dm._limited(dm.jobs("train")) + dm._limited(dm.jobs("val"))
             t0 = time.perf_counter()
             dm.prepare_data()
             seconds = time.perf_counter() - t0
@@ -368,6 +372,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     p.add_argument("--out", required=True)
     p.add_argument("--root", help="COCO-layout root (default: coco_tiny)")
+    p.add_argument("--limit", type=int, default=None, help="images per split (default: all)")
     p = sub.add_parser(
         "train", help="full training step vs backbone alone; scaling in region count"
     )

@@ -2,7 +2,8 @@
 
 Rebuilds the model from the checkpoint (its hyper-parameters hold every stage config)
 and, unless ``data=`` is given, the data it was trained on; validates; writes
-``metrics.json`` into the run folder.
+``metrics.json`` (the same names as training) into the run folder and, for scene graphs,
+``per_category_ap.md`` and ``relation_confusion.png``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import hydra
 import lightning as L
+import torch
 from omegaconf import DictConfig
 
 from graphvision.module import GraphVisionModule
@@ -55,7 +57,83 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     trainer.validate(model, datamodule=datamodule, verbose=False)
     metrics = scalar_metrics(trainer.callback_metrics)
     write_metrics(metrics, cfg.paths.output_dir)
+    if model.task == "relations":
+        write_breakdowns(model, datamodule.val_dataloader(), Path(cfg.paths.output_dir))
     return metrics
+
+
+@torch.no_grad()
+def collect(model: GraphVisionModule, loader) -> dict[str, torch.Tensor]:
+    """Scene probabilities and targets, relation predictions and labels over a loader."""
+    model.eval()
+    parts: dict[str, list] = {"scene_prob": [], "y": [], "rel_pred": [], "rel_label": []}
+    for batch in loader:
+        out = model(batch)
+        parts["scene_prob"].append(out["scene_logits"].sigmoid())
+        parts["y"].append(batch.y.long())
+        parts["rel_pred"].append(out["relation_logits"].argmax(-1))
+        parts["rel_label"].append(batch.rel_label)
+    return {k: torch.cat(v) for k, v in parts.items()}
+
+
+def write_breakdowns(model: GraphVisionModule, loader, out_dir: Path) -> tuple[Path, Path]:
+    """``per_category_ap.md`` (AP of every category, best first, with its positives) and
+    ``relation_confusion.png`` (rows: true relation, columns: predicted; row-normalised)."""
+    from torchmetrics.functional.classification import (
+        multiclass_confusion_matrix,
+        multilabel_average_precision,
+    )
+
+    info = model.hparams.info
+    got = collect(model, loader)
+    ap = multilabel_average_precision(
+        got["scene_prob"], got["y"], num_labels=len(info["categories"]), average=None
+    )
+    positives = got["y"].sum(0)
+    rows = sorted(zip(info["categories"], ap.tolist(), positives.tolist()), key=lambda r: -r[1])
+    table = ["| category | AP | positives |", "| --- | ---: | ---: |"]
+    table += [f"| {name} | {value:.4f} | {int(n)} |" for name, value, n in rows]
+    ap_path = out_dir / "per_category_ap.md"
+    ap_path.write_text("\n".join(table) + "\n")
+    confusion = multiclass_confusion_matrix(
+        got["rel_pred"], got["rel_label"], num_classes=len(info["relations"])
+    )
+    cm_path = out_dir / "relation_confusion.png"
+    plot_confusion(confusion, info["relations"], cm_path)
+    log.info("wrote %s and %s", ap_path, cm_path)
+    return ap_path, cm_path
+
+
+def plot_confusion(confusion: torch.Tensor, names: list[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    counts = confusion.double()
+    rates = counts / counts.sum(1, keepdim=True).clamp_min(1)
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    im = ax.imshow(rates.numpy(), cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(len(names)):
+        for j in range(len(names)):
+            ax.text(
+                j,
+                i,
+                int(counts[i, j]),
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if rates[i, j] > 0.5 else "black",
+            )
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of the true relation")
+    ax.set_title("relation confusion (validation)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")

@@ -8,7 +8,6 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
-import torch.nn.functional as F
 import torchvision
 from torch import nn
 from torch_geometric.utils import scatter
@@ -86,10 +85,29 @@ def pool_regions(
     missing = torch.bincount(ids, minlength=n) == 0
     if missing.any():
         idx = missing.nonzero().squeeze(1)
-        grid = (pos[idx] * 2 - 1).view(-1, 1, 1, 2).to(fmap.dtype)  # (K, 1, 1, 2)
-        sampled = F.grid_sample(fmap[batch[idx]], grid, align_corners=False)  # (K, C, 1, 1)
-        out = out.index_put((idx,), sampled.view(-1, c))
+        out = out.index_put((idx,), bilinear_at(cells, pos[idx], batch[idx], h, w))
     return out
+
+
+def bilinear_at(
+    cells: torch.Tensor, pos: torch.Tensor, batch: torch.Tensor, h: int, w: int
+) -> torch.Tensor:
+    """Bilinear interpolation of feature maps at normalised points (cell centres at
+    ``(i + 0.5) / size``, edges clamped), from the four cells around each point.
+
+    Shapes:
+        cells ``[B*h*w, C]`` (each map flattened row-major), pos ``[K, 2]``, batch ``[K]``
+        -> ``[K, C]``.
+    """
+    x = (pos[:, 0] * w - 0.5).clamp(0, w - 1)
+    y = (pos[:, 1] * h - 0.5).clamp(0, h - 1)
+    x0, y0 = x.floor().long(), y.floor().long()
+    x1, y1 = (x0 + 1).clamp(max=w - 1), (y0 + 1).clamp(max=h - 1)
+    fx, fy = (x - x0).unsqueeze(1).to(cells.dtype), (y - y0).unsqueeze(1).to(cells.dtype)
+    base = batch * (h * w)
+    top = cells[base + y0 * w + x0] * (1 - fx) + cells[base + y0 * w + x1] * fx  # (K, C)
+    bottom = cells[base + y1 * w + x0] * (1 - fx) + cells[base + y1 * w + x1] * fx  # (K, C)
+    return top * (1 - fy) + bottom * fy
 
 
 class RegionFeatures(nn.Module):

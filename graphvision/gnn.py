@@ -15,25 +15,31 @@ from torch_geometric.nn import GATv2Conv, GCNConv, GINEConv, GPSConv, ResGatedGr
 LAYERS = ("gcn", "gatv2", "gine", "gated_gcn", "gps")
 
 
-def make_conv(layer: str, channels: int, heads: int, dropout: float) -> nn.Module:
-    """One message-passing layer ``channels -> channels`` whose edge features (if any)
-    are ``channels`` wide."""
+def make_conv(layer: str, channels: int, heads: int, dropout: float, edge_dim: int) -> nn.Module:
+    """One message-passing layer ``channels -> channels`` taking ``edge_dim``-wide edge
+    features (each layer projects them itself: no edge-level ``channels x channels`` work)."""
     if layer == "gcn":
         return GCNConv(channels, channels)
     if layer == "gatv2":
+        # no self loops: the residual block already carries each node's own state
         return GATv2Conv(
-            channels, channels // heads, heads=heads, edge_dim=channels, dropout=dropout
+            channels,
+            channels // heads,
+            heads=heads,
+            edge_dim=edge_dim,
+            dropout=dropout,
+            add_self_loops=False,
         )
     if layer == "gine":
         mlp = nn.Sequential(nn.Linear(channels, channels), nn.GELU(), nn.Linear(channels, channels))
-        return GINEConv(mlp, edge_dim=channels)
+        return GINEConv(mlp, edge_dim=edge_dim)
     if layer == "gated_gcn":
-        return ResGatedGraphConv(channels, channels, edge_dim=channels)
+        return ResGatedGraphConv(channels, channels, edge_dim=edge_dim)
     if layer == "gps":
         mlp = nn.Sequential(nn.Linear(channels, channels), nn.GELU(), nn.Linear(channels, channels))
         return GPSConv(
             channels,
-            GINEConv(mlp, edge_dim=channels),
+            GINEConv(mlp, edge_dim=edge_dim),
             heads=heads,
             dropout=dropout,
             norm="layer_norm",
@@ -51,6 +57,7 @@ class RegionGNN(nn.Module):
         num_layers: blocks (default 2; 0 is the identity).
         heads: attention heads for ``gatv2`` and ``gps`` (default 4).
         dropout: default 0.0.
+        edge_channels: width of the shared edge-feature embedding each layer reads (default 16).
 
     Shapes:
         x ``[N, channels]``, edge_index ``[2, E]``, edge_attr ``[E, edge_dim]``,
@@ -65,15 +72,16 @@ class RegionGNN(nn.Module):
         num_layers: int = 2,
         heads: int = 4,
         dropout: float = 0.0,
+        edge_channels: int = 16,
     ) -> None:
         super().__init__()
         if layer not in LAYERS:
             raise ValueError(f"unknown GNN layer {layer!r}; choose one of {LAYERS}")
         self.layer, self.num_layers, self.channels = layer, num_layers, channels
         self.uses_edges = layer != "gcn"
-        self.edge_encoder = nn.Linear(edge_dim, channels) if self.uses_edges else None
+        self.edge_encoder = nn.Linear(edge_dim, edge_channels) if self.uses_edges else None
         self.convs = nn.ModuleList(
-            make_conv(layer, channels, heads, dropout) for _ in range(num_layers)
+            make_conv(layer, channels, heads, dropout, edge_channels) for _ in range(num_layers)
         )
         self.norms = nn.ModuleList(
             nn.Identity() if layer == "gps" else nn.LayerNorm(channels) for _ in range(num_layers)

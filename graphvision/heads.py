@@ -124,7 +124,8 @@ class ObjectHead(nn.Module):
 
     An object is described by the membership-weighted mean of its region tokens, its
     geometry (:func:`object_geometry`) and, with ``shape_grid > 0``, the shape of its
-    region mask on a ``shape_grid x shape_grid`` grid (:func:`object_shape`).
+    region mask on a ``shape_grid x shape_grid`` grid (:func:`object_shape`), painted on a
+    map subsampled to about ``8 * shape_grid`` pixels a side.
     """
 
     def __init__(
@@ -139,8 +140,12 @@ class ObjectHead(nn.Module):
         geom = object_geometry(x, index, weight, num_objects)  # (M, 8)
         parts = [pool_objects(tokens, index, weight, num_objects), geom]
         if self.shape_grid:
-            masks = object_masks(segments, index, weight, obj_batch, num_objects)  # (M, H, W)
-            parts.append(object_shape(masks, geom, self.shape_grid))  # (M, g*g)
+            with torch.no_grad():  # built from data only (memberships, region boxes): no gradient
+                step = max(1, segments.size(1) // (8 * self.shape_grid))
+                masks = object_masks(
+                    segments[:, ::step, ::step], index, weight, obj_batch, num_objects
+                )
+                parts.append(object_shape(masks, geom, self.shape_grid))  # (M, g*g)
         emb = self.embed(torch.cat(parts, dim=1))
         return emb, geom, self.classify(emb)
 

@@ -62,18 +62,24 @@ class GraphVisionNet(nn.Module):
         else:
             raise ValueError(f"unknown task {self.task!r}: use 'relations' or 'classification'")
 
-    def encode(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """CLS vectors ``[B, dim]`` and contextual region tokens ``[N, dim]``."""
+    def node_inputs(self, batch) -> torch.Tensor:
+        """Region embeddings before any context ``[N, dim]``: CNN features + descriptors."""
         feats = self.features(batch.image, batch.segments, batch.pos, batch.batch)  # (N, C)
-        h = self.node_encoder(torch.cat([feats, batch.x], dim=1))  # (N, d)
-        h = self.gnn(h, batch.edge_index, batch.edge_attr, batch.batch)  # (N, d)
-        return self.sequence(h, batch.pos, batch.batch)  # (B, d), (N, d)
+        return self.node_encoder(torch.cat([feats, batch.x], dim=1))  # (N, d)
 
-    def forward(self, batch) -> dict[str, torch.Tensor]:
-        cls, tokens = self.encode(batch)
+    def forward(self, batch, return_attention: bool = False, nodes: torch.Tensor | None = None):
+        """Logits of every head. ``return_attention`` adds ``attention [layers, N]``, the CLS
+        token's attention to each region; ``nodes`` replaces :meth:`node_inputs` (for
+        attributions)."""
+        h = self.node_inputs(batch) if nodes is None else nodes
+        h = self.gnn(h, batch.edge_index, batch.edge_attr, batch.batch)  # (N, d)
+        cls, tokens, *attention = self.sequence(h, batch.pos, batch.batch, return_attention)
+        out = {"attention": attention[0]} if return_attention else {}
         if self.task == "classification":
-            return {"class_logits": self.class_head(cls)}
-        out = {"scene_logits": self.scene_head(cls), "region_logits": self.region_head(tokens)}
+            out["class_logits"] = self.class_head(cls)
+            return out
+        out["scene_logits"] = self.scene_head(cls)
+        out["region_logits"] = self.region_head(tokens)
         num_objects = int(batch.obj_label.numel())
         emb, geom, out["object_logits"] = self.object_head(
             tokens,
@@ -86,3 +92,12 @@ class GraphVisionNet(nn.Module):
         )
         out["relation_logits"] = self.relation_head(emb, geom, batch.rel_index)
         return out
+
+    def region_attribution(self, batch, category: int) -> torch.Tensor:
+        """Gradient x input attribution ``[N]`` of each region to the scene (or image-class)
+        logit of ``category``, summed over the images of the batch."""
+        nodes = self.node_inputs(batch).detach().requires_grad_(True)
+        out = self(batch, nodes=nodes)
+        logits = out["scene_logits"] if self.task == "relations" else out["class_logits"]
+        (grad,) = torch.autograd.grad(logits[:, category].sum(), nodes)
+        return (grad * nodes).sum(dim=1).detach()  # (N,)

@@ -8,6 +8,7 @@ prepended. The one handoff from graph to sequence is ``to_dense_batch`` in
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -58,6 +59,34 @@ def from_sequence(tokens: torch.Tensor, mask: torch.Tensor, perm: torch.Tensor) 
     return out
 
 
+@contextlib.contextmanager
+def capture_attention(encoder: nn.TransformerEncoder):
+    """Collects each layer's head-averaged attention ``[B, T, T]`` from the encoder's own
+    ``nn.MultiheadAttention`` modules (asking them for their weights), not from a second
+    implementation of attention. The fused inference fast path, which skips those
+    modules, is switched off meanwhile."""
+    maps: list[torch.Tensor] = []
+
+    def ask_for_weights(module, args, kwargs):
+        return args, {**kwargs, "need_weights": True, "average_attn_weights": True}
+
+    def keep(module, args, kwargs, output):
+        maps.append(output[1])
+
+    handles = []
+    for layer in encoder.layers:
+        handles.append(layer.self_attn.register_forward_pre_hook(ask_for_weights, with_kwargs=True))
+        handles.append(layer.self_attn.register_forward_hook(keep, with_kwargs=True))
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield maps
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
+        for handle in handles:
+            handle.remove()
+
+
 class TransformerSequence(nn.Module):
     """Pre-norm transformer encoder over the region tokens plus a CLS token.
 
@@ -99,14 +128,27 @@ class TransformerSequence(nn.Module):
         self.norm = nn.LayerNorm(dim)
         nn.init.normal_(self.cls, std=0.02)
 
-    def forward(self, h, pos, batch):
+    def forward(self, h, pos, batch, return_attention: bool = False):
+        """Returns ``(cls, tokens)``, plus with ``return_attention`` the CLS token's attention
+        to every region ``[depth, N]`` (per layer, averaged over heads)."""
         h = h + self.pos_proj(sincos_2d(pos, self.dim))
         tokens, mask, perm = to_sequence(h, pos, batch, self.rows)  # (B, T, d), (B, T)
         cls = self.cls.expand(tokens.size(0), -1, -1)  # (B, 1, d)
         seq = torch.cat([cls, tokens], dim=1)  # (B, 1+T, d)
         pad = torch.cat([mask.new_zeros(mask.size(0), 1), ~mask], dim=1)  # (B, 1+T) True = padding
-        seq = self.norm(self.encoder(seq, src_key_padding_mask=pad))
-        return seq[:, 0], from_sequence(seq[:, 1:], mask, perm)
+        if not return_attention:
+            seq = self.norm(self.encoder(seq, src_key_padding_mask=pad))
+            return seq[:, 0], from_sequence(seq[:, 1:], mask, perm)
+        with capture_attention(self.encoder) as maps:
+            seq = self.norm(self.encoder(seq, src_key_padding_mask=pad))
+        cls_to_regions = torch.stack(
+            [from_sequence(m[:, 0, 1:, None], mask, perm)[:, 0] for m in maps]
+        )
+        return (
+            seq[:, 0],
+            from_sequence(seq[:, 1:], mask, perm),
+            cls_to_regions,
+        )  # (B, d), (N, d), (L, N)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(dim={self.dim}, depth={self.depth}, heads={self.heads})"
@@ -120,8 +162,12 @@ class NoSequence(nn.Module):
         self.dim = dim
         self.norm = nn.LayerNorm(dim)
 
-    def forward(self, h, pos, batch):
+    def forward(self, h, pos, batch, return_attention: bool = False):
         from torch_geometric.utils import scatter
 
         h = self.norm(h)
-        return scatter(h, batch, dim=0, reduce="mean"), h
+        cls = scatter(h, batch, dim=0, reduce="mean")
+        if not return_attention:
+            return cls, h
+        count = torch.bincount(batch).to(h.dtype)
+        return cls, h, (1.0 / count[batch])[None]  # mean pooling: uniform "attention" (1, N)

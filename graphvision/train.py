@@ -1,13 +1,16 @@
 """Train: ``python -m graphvision.train [experiment=...] [group=option] [key=value]``.
 
 Wires the Hydra config together (data, model, callbacks, loggers, trainer), fits,
-re-validates the best checkpoint, writes ``metrics.json`` into the run folder and returns
+re-validates the best checkpoint, writes ``metrics.json`` (final validation metrics) and
+``summary.json`` (fit time, epochs, parameter counts) into the run folder and returns
 ``optimized_metric`` for sweepers.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from pathlib import Path
 
 import hydra
@@ -60,13 +63,23 @@ def train(cfg: DictConfig) -> dict[str, float]:
         callbacks=instantiate_all(cfg, "callbacks"),
         logger=instantiate_all(cfg, "logger") or False,
     )
+    started = time.perf_counter()
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    fit_seconds = time.perf_counter() - started
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     if best:
         log.info("validating the best checkpoint %s", best)
         trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False)
     metrics = scalar_metrics(trainer.callback_metrics)
     write_metrics(metrics, cfg.paths.output_dir)
+    summary = {
+        "fit_seconds": round(fit_seconds, 2),
+        "epochs": trainer.current_epoch,
+        "seconds_per_epoch": round(fit_seconds / max(trainer.current_epoch, 1), 2),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+    }
+    (Path(cfg.paths.output_dir) / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return metrics
 
 

@@ -222,3 +222,22 @@ def test_degenerate_images_through_the_whole_model(tmp_path):
     losses = module.losses(out, batch)
     assert set(losses) == {"scene", "regions", "objects", "relations"}
     assert all(torch.isfinite(v) for v in losses.values())
+
+
+def test_bilinear_at_equals_grid_sample():
+    """Oracle: the gather-based interpolation equals torch's grid_sample (align_corners=False)."""
+    import torch.nn.functional as F
+
+    from graphvision.features import bilinear_at
+
+    torch.manual_seed(0)
+    fmap = torch.randn(2, 5, 4, 6)
+    pos = torch.rand(30, 2)
+    batch = torch.randint(0, 2, (30,))
+    cells = fmap.permute(0, 2, 3, 1).reshape(-1, 5)
+    mine = bilinear_at(cells, pos, batch, 4, 6)
+    grid = (pos * 2 - 1).view(-1, 1, 1, 2)
+    theirs = F.grid_sample(fmap[batch], grid, align_corners=False, padding_mode="border").view(
+        30, 5
+    )
+    torch.testing.assert_close(mine, theirs)

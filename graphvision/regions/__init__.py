@@ -10,6 +10,11 @@ from graphvision.regions.graph import (
     region_graph,
     relabel_consecutive,
 )
+from graphvision.regions.quality import (
+    achievable_segmentation_accuracy,
+    boundary_recall,
+    instance_label_map,
+)
 from graphvision.regions.superpixels import (
     RegionConfig,
     image_to_regions,
@@ -21,6 +26,9 @@ __all__ = [
     "EDGE_FEATURES",
     "NODE_FEATURES",
     "RegionConfig",
+    "achievable_segmentation_accuracy",
+    "boundary_recall",
+    "instance_label_map",
     "edge_geometry",
     "image_to_regions",
     "region_adjacency",

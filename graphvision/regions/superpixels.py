@@ -76,7 +76,9 @@ def rgb_to_lab(image: np.ndarray, stretch: bool = False) -> np.ndarray:
     brightest 1, as scikit-image's ``slic`` does before converting.
     """
     lo, hi = (int(image.min()), int(image.max())) if stretch else (0, 255)
-    values = (np.arange(256, dtype=np.float64) - lo) / max(hi - lo, 1)
+    values = np.clip(
+        (np.arange(256, dtype=np.float64) - lo) / max(hi - lo, 1), 0.0, 1.0
+    )  # unused ends clipped
     linear = _srgb_to_linear(values).astype(np.float32)[image]  # (H, W, 3)
     xyz = (linear @ (_XYZ_FROM_RGB.T / _WHITE)).astype(np.float32)  # normalised by the white point
     f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16.0 / 116.0)

@@ -1,0 +1,197 @@
+"""Report: ``python -m graphvision.report DIR [--metric val/scene_map]``.
+
+Turns a Hydra multirun folder (one sub-folder per job, each with ``metrics.json``,
+``summary.json`` and ``.hydra/overrides.yaml``) into ``DIR/report.md`` — a table with one
+row per configuration (the job's overrides without ``seed``): mean ± std over its seeds of
+every metric, fit time and parameter counts — and ``DIR/report.png``, the chosen metric per
+configuration with its spread. An Optuna sweep (``optimization_results.yaml``) also gets
+its trials, best first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+import yaml
+
+MAIN_METRICS = (
+    "val/scene_map",
+    "val/object_acc",
+    "val/rel_acc",
+    "val/rel_R@50",
+    "val/rel_mR@50",
+    "val/acc",
+)
+
+
+def read_runs(root: str | Path) -> list[dict]:
+    """Every finished job under ``root``: overrides, metrics and summary."""
+    runs = []
+    for metrics_file in sorted(Path(root).glob("**/metrics.json")):
+        job = metrics_file.parent
+        overrides_file = job / ".hydra" / "overrides.yaml"
+        overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
+        summary_file = job / "summary.json"
+        runs.append({
+            "dir": job,
+            "overrides": [str(o) for o in overrides or []],
+            "metrics": json.loads(metrics_file.read_text()),
+            "summary": json.loads(summary_file.read_text()) if summary_file.is_file() else {},
+        })  # fmt: skip
+    if not runs:
+        raise FileNotFoundError(
+            f"{root}: no job folder with a metrics.json (is this a multirun folder?)"
+        )
+    return runs
+
+
+def is_seed(override: str) -> bool:
+    return override.split("=")[0].lstrip("+~") == "seed" or override.startswith("hydra")
+
+
+def common_overrides(runs: list[dict]) -> list[str]:
+    """Overrides every run shares (they name no configuration)."""
+    sets = [set(r["overrides"]) for r in runs]
+    return sorted(set.intersection(*sets)) if sets else []
+
+
+def configuration(overrides: list[str], common: list[str] | tuple = ()) -> str:
+    """A run's configuration: the overrides that tell it from the others, without the seed."""
+    keep = [o for o in overrides if not is_seed(o) and o not in common]
+    return " ".join(sorted(keep)) or "(defaults)"
+
+
+def mean_std(values: list[float]) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+
+
+def summarise(runs: list[dict]) -> list[dict]:
+    common = common_overrides(runs)
+    groups: dict[str, list[dict]] = {}
+    for run in runs:
+        groups.setdefault(configuration(run["overrides"], common), []).append(run)
+    rows = []
+    for name, members in groups.items():
+        metrics = sorted({k for r in members for k in r["metrics"]})
+        rows.append({
+            "configuration": name,
+            "runs": len(members),
+            "metrics": {k: [r["metrics"].get(k) for r in members] for k in metrics},
+            "fit_seconds": [r["summary"].get("fit_seconds") for r in members],
+            "seconds_per_epoch": [r["summary"].get("seconds_per_epoch") for r in members],
+            "parameters": members[0]["summary"].get("parameters"),
+            "trainable_parameters": members[0]["summary"].get("trainable_parameters"),
+        })  # fmt: skip
+    return rows
+
+
+def markdown_table(rows: list[dict], metrics: list[str]) -> str:
+    head = ["configuration", "runs", *metrics, "fit s", "s/epoch", "parameters", "trainable"]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for r in rows:
+        cells = [f"`{r['configuration']}`", str(r["runs"])]
+        cells += [mean_std(r["metrics"].get(m, [])) for m in metrics]
+        fit = [v for v in r["fit_seconds"] if v is not None]
+        spe = [v for v in r["seconds_per_epoch"] if v is not None]
+        cells += [
+            f"{statistics.mean(fit):.1f}" if fit else "–",
+            f"{statistics.mean(spe):.2f}" if spe else "–",
+        ]
+        cells += [
+            f"{r['parameters']:,}" if r["parameters"] else "–",
+            f"{r['trainable_parameters']:,}" if r["trainable_parameters"] else "–",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], metric: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [r["configuration"] for r in rows]
+    values = [[v for v in r["metrics"].get(metric, []) if v is not None] for r in rows]
+    means = [statistics.mean(v) if v else 0.0 for v in values]
+    stds = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in values]
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(rows) + 2), 4))
+    ax.bar(range(len(rows)), means, yerr=stds, capsize=4, color="#6baed6")
+    for i, v in enumerate(values):
+        ax.scatter([i] * len(v), v, color="black", s=10, zorder=3)
+    ax.set_xticks(range(len(rows)), names, rotation=20, ha="right", fontsize=7)
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric}: mean ± std over seeds (dots: runs)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def optuna_section(root: Path, runs: list[dict], metric: str) -> str:
+    results = root / "optimization_results.yaml"
+    if not results.is_file():
+        return ""
+    best = yaml.safe_load(results.read_text()) or {}
+    trials = sorted(runs, key=lambda r: -(r["metrics"].get(metric) or float("-inf")))
+    lines = [
+        f"\n## Optuna trials ({len(trials)}), best first by `{metric}`\n",
+        "| trial | parameters | " + metric + " |",
+        "| --- | --- | ---: |",
+    ]
+    for r in trials:
+        value = r["metrics"].get(metric)
+        lines.append(
+            f"| {r['dir'].name} | `{' '.join(r['overrides'])}` | {value:.4f} |"
+            if value is not None
+            else f"| {r['dir'].name} | `{' '.join(r['overrides'])}` | – |"
+        )
+    lines.append(
+        f"\nbest parameters: `{best.get('best_params')}`, best value: {best.get('best_value')}"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def report(root: str | Path, metric: str | None = None) -> tuple[Path, Path, str]:
+    root = Path(root)
+    runs = read_runs(root)
+    if metric is None:
+        present = {k for r in runs for k in r["metrics"]}
+        metric = next((m for m in MAIN_METRICS if m in present), sorted(present)[0])
+    rows = summarise(runs)
+    present = {k for r in rows for k in r["metrics"]}
+    metrics = [m for m in MAIN_METRICS if m in present] or sorted(present)
+    common = [o for o in common_overrides(runs) if not is_seed(o)]
+    text = f"# {root}\n\n{len(runs)} runs, {len(rows)} configurations; mean ± std over seeds.\n"
+    text += f"Shared by every run: `{' '.join(common) or '(nothing)'}`\n\n"
+    text += markdown_table(rows, metrics) + "\n" + optuna_section(root, runs, metric)
+    md, png = root / "report.md", root / "report.png"
+    md.write_text(text)
+    plot(rows, metric, png)
+    return md, png, text
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m graphvision.report", description=__doc__)
+    parser.add_argument("dir", help="a Hydra multirun folder (logs/train/multiruns/<time>)")
+    parser.add_argument(
+        "--metric",
+        help="the metric to plot and rank Optuna trials by (default: the first of "
+        + ", ".join(MAIN_METRICS)
+        + " present)",
+    )
+    args = parser.parse_args(argv)
+    md, png, text = report(args.dir, args.metric)
+    print(text)
+    print(f"wrote {md} and {png}")
+
+
+if __name__ == "__main__":
+    main()

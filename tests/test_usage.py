@@ -1,0 +1,295 @@
+"""Using a trained model: attention, attributions, predict, eval breakdowns, sweeps, report,
+the notebook."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tests.conftest import ROOT, TINY_SYNTHETIC
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _is_png(path: Path) -> bool:
+    return path.is_file() and path.read_bytes()[:8] == PNG_MAGIC and path.stat().st_size > 1000
+
+
+def run(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=cwd, capture_output=True, text=True, timeout=900
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return proc
+
+
+def test_cls_attention_comes_from_the_encoder_itself():
+    """Oracle: the captured CLS attention equals nn.MultiheadAttention's own weights,
+    recomputed by hand for a one-layer encoder; and it is a distribution over CLS + regions."""
+    from graphvision.sequence import TransformerSequence, sincos_2d, to_sequence
+
+    torch.manual_seed(0)
+    seq = TransformerSequence(16, depth=1, heads=2).eval()
+    h, pos = torch.randn(7, 16), torch.rand(7, 2)
+    batch = torch.tensor([0, 0, 0, 0, 1, 1, 1])
+    with torch.no_grad():
+        cls, tokens, attention = seq(h, pos, batch, return_attention=True)
+        cls2, tokens2 = seq(h, pos, batch)
+        torch.testing.assert_close(cls, cls2)
+        assert attention.shape == (1, 7)
+        # by hand: layer 0's self-attention on the pre-normed sequence, CLS row
+        x = h + seq.pos_proj(sincos_2d(pos, 16))
+        dense, mask, perm = to_sequence(x, pos, batch, seq.rows)
+        s = torch.cat([seq.cls.expand(2, -1, -1), dense], 1)
+        pad = torch.cat([mask.new_zeros(2, 1), ~mask], 1)
+        layer = seq.encoder.layers[0]
+        _, w = layer.self_attn(
+            layer.norm1(s),
+            layer.norm1(s),
+            layer.norm1(s),
+            key_padding_mask=pad,
+            need_weights=True,
+            average_attn_weights=True,
+        )
+    expected = torch.empty(7)
+    expected[perm] = w[:, 0, 1:][mask]
+    torch.testing.assert_close(attention[0], expected)
+    totals = torch.zeros(2).index_add_(0, batch, attention[0])
+    assert (totals <= 1 + 1e-6).all() and (attention >= 0).all()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny model trained for one epoch through the real entry point."""
+    tmp = tmp_path_factory.mktemp("trained")
+    run(
+        "graphvision.train",
+        *TINY_SYNTHETIC,
+        "trainer.max_epochs=1",
+        f"paths.data_dir={tmp / 'data'}",
+        f"hydra.run.dir={tmp / 'run'}",
+        cwd=tmp,
+    )
+    return tmp
+
+
+def test_region_attribution_is_finite_and_per_region(trained):
+    from torch_geometric.data import Batch
+
+    from graphvision.data.cache import load_entry, to_graph
+    from graphvision.eval import load_module
+
+    module = load_module(trained / "run" / "checkpoints" / "last.ckpt").eval()
+    entry = load_entry(next((trained / "data" / "cache").rglob("*.gvc")))
+    graph = to_graph(entry)
+    batch = Batch.from_data_list([graph], follow_batch=["obj_label", "rel_label"])
+    attribution = module.net.region_attribution(batch, category=0)
+    assert attribution.shape == (graph.num_nodes,) and torch.isfinite(attribution).all()
+    assert attribution.abs().sum() > 0
+
+
+def test_predict_on_a_folder_of_three_images(trained, tmp_path):
+    from graphvision.data.synthetic import render_scene
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(3):
+        img, _ = render_scene(np.random.default_rng([99, i]))
+        Image.fromarray(img).save(folder / f"scene{i}.png")
+    out = tmp_path / "pred"
+    run(
+        "graphvision.predict",
+        f"ckpt_path={trained / 'run/checkpoints/last.ckpt'}",
+        f"image={folder}",
+        f"out_dir={out}",
+        f"hydra.run.dir={tmp_path / 'hydra'}",
+        cwd=ROOT,
+    )
+    for i in range(3):
+        record = json.loads((out / f"scene{i}.json").read_text())
+        assert _is_png(out / f"scene{i}.png")
+        assert {"image", "size", "regions", "edges", "scene", "scene_all", "region_details"} <= set(
+            record
+        )
+        assert len(record["scene_all"]) == 9
+        assert all(0.0 <= d["probability"] <= 1.0 for d in record["scene_all"])
+        assert len(record["region_details"]) == record["regions"] > 1
+        for region in record["region_details"]:
+            assert 0.0 <= region["attention"] <= 1.0 and len(region["top_classes"]) == 3
+            assert all(0.0 <= c["probability"] <= 1.0 for c in region["top_classes"])
+
+
+def test_predict_with_annotations_adds_objects_and_relations(trained, tmp_path):
+    root = next((trained / "data" / "synthetic").iterdir())
+    image = root / "val" / "000000.png"
+    out = tmp_path / "pred"
+    run(
+        "graphvision.predict",
+        f"ckpt_path={trained / 'run/checkpoints/last.ckpt'}",
+        f"image={image}",
+        f"annotations={root / 'annotations/instances_val.json'}",
+        f"out_dir={out}",
+        f"hydra.run.dir={tmp_path / 'hydra'}",
+        cwd=ROOT,
+    )
+    record = json.loads((out / "000000.json").read_text())
+    m = len(record["objects"])
+    assert m >= 2 and len(record["relations"]) == m * (m - 1)
+    assert all(0.0 <= r["probability"] <= 1.0 for r in record["relations"])
+    assert _is_png(out / "000000.png")
+
+
+def test_predict_errors(trained, tmp_path):
+    for args, message in [
+        (
+            [f"ckpt_path={tmp_path / 'missing.ckpt'}", f"image={tmp_path}"],
+            "missing.ckpt does not exist",
+        ),
+        (
+            [
+                f"ckpt_path={trained / 'run/checkpoints/last.ckpt'}",
+                f"image={tmp_path / 'nope.png'}",
+            ],
+            "nope.png does not exist",
+        ),
+    ]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "graphvision.predict", *args, f"hydra.run.dir={tmp_path}"],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
+        assert proc.returncode != 0 and message in proc.stderr
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "graphvision.predict",
+            f"ckpt_path={trained / 'run/checkpoints/last.ckpt'}",
+            f"image={tmp_path / 'broken.png'}",
+            f"hydra.run.dir={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert (
+        proc.returncode != 0 and "cannot read image" in proc.stderr and "broken.png" in proc.stderr
+    )
+
+
+def test_eval_writes_breakdowns(trained, tmp_path):
+    run(
+        "graphvision.eval",
+        f"ckpt_path={trained / 'run/checkpoints/last.ckpt'}",
+        f"hydra.run.dir={tmp_path}",
+        cwd=ROOT,
+    )
+    table = (tmp_path / "per_category_ap.md").read_text().splitlines()
+    assert table[0] == "| category | AP | positives |" and len(table) == 2 + 9
+    assert _is_png(tmp_path / "relation_confusion.png")
+    assert json.loads((tmp_path / "metrics.json").read_text()).keys() >= {
+        "val/scene_map",
+        "val/rel_acc",
+    }
+
+
+@pytest.mark.slow
+def test_multirun_and_report(tmp_path):
+    sweep = tmp_path / "sweep"
+    run(
+        "graphvision.train",
+        "-m",
+        "model/gnn=gcn,gine",
+        "seed=1,2",
+        *TINY_SYNTHETIC,
+        "trainer.max_epochs=1",
+        "data.num_train=16",
+        "data.num_val=8",
+        f"paths.data_dir={tmp_path / 'data'}",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
+    assert sorted(p.name for p in sweep.iterdir() if (p / "metrics.json").is_file()) == [
+        "0",
+        "1",
+        "2",
+        "3",
+    ]
+    proc = run("graphvision.report", str(sweep), cwd=tmp_path)
+    assert "report.md" in proc.stdout
+    rows = [
+        line for line in (sweep / "report.md").read_text().splitlines() if line.startswith("| `")
+    ]
+    assert len(rows) == 2
+    assert all(" ± " in row for row in rows)  # two seeds per configuration
+    assert {"`model/gnn=gcn`", "`model/gnn=gine`"} == {
+        row.split(" | ")[0].strip("| ") for row in rows
+    }
+    assert _is_png(sweep / "report.png")
+
+
+@pytest.mark.slow
+def test_optuna_sweep_and_report(tmp_path):
+    sweep = tmp_path / "optuna"
+    run(
+        "graphvision.train",
+        "hparams_search=optuna",
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.sampler.n_startup_trials=2",
+        *TINY_SYNTHETIC,
+        "trainer.max_epochs=1",
+        "data.num_train=16",
+        "data.num_val=8",
+        f"paths.data_dir={tmp_path / 'data'}",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
+    assert (sweep / "optimization_results.yaml").is_file()
+    proc = run("graphvision.report", str(sweep), "--metric", "val/scene_map", cwd=tmp_path)
+    assert "Optuna trials (3)" in proc.stdout
+    trial_rows = [
+        line for line in proc.stdout.splitlines() if line.startswith("| ") and "model.lr=" in line
+    ]
+    assert len(trial_rows) >= 3
+
+
+@pytest.mark.slow
+def test_notebook_runs_and_draws(tmp_path):
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(ROOT / "experiments" / "region_graphs.ipynb", as_version=4)
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")  # stripped in git
+    os.environ["GRAPHVISION_NB_OUT"] = str(tmp_path)
+    os.environ["GRAPHVISION_NB_FAST"] = "1"
+    try:
+        NotebookClient(
+            nb,
+            timeout=600,
+            kernel_name="python3",
+            resources={"metadata": {"path": str(ROOT / "experiments")}},
+        ).execute()
+    finally:
+        del os.environ["GRAPHVISION_NB_OUT"], os.environ["GRAPHVISION_NB_FAST"]
+    for name in (
+        "region_graphs_skimage.png",
+        "predictions.png",
+        "attention.png",
+        "scene_graph.png",
+    ):
+        assert _is_png(tmp_path / name), name
+    coco = Path(
+        os.environ.get("GRAPHVISION_COCO_TINY", ROOT.parent / "shared" / "data" / "coco_tiny")
+    )
+    if coco.is_dir():
+        assert _is_png(tmp_path / "coco_region_graph.png")
