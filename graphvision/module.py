@@ -86,15 +86,19 @@ class GraphVisionModule(L.LightningModule):
         return self.net(batch)
 
     def losses(self, out: dict, batch) -> dict[str, torch.Tensor]:
+        extra = {}
+        balance = getattr(self.net.sequence, "aux_loss", None)  # MoE sequence stages
+        if balance is not None:
+            extra["balance"] = balance
         if self.task == "classification":
-            return {"classification": F.cross_entropy(out["class_logits"], batch.label)}
+            return {"classification": F.cross_entropy(out["class_logits"], batch.label), **extra}
         losses = {"scene": F.binary_cross_entropy_with_logits(out["scene_logits"], batch.y)}
         losses["regions"] = F.cross_entropy(out["region_logits"], self.region_target(out, batch))
         if batch.obj_label.numel():
             losses["objects"] = F.cross_entropy(out["object_logits"], batch.obj_label)
         if batch.rel_label.numel():
             losses["relations"] = F.cross_entropy(out["relation_logits"], batch.rel_label)
-        return losses
+        return {**losses, **extra}
 
     def region_target(self, out: dict, batch) -> torch.Tensor:
         return region_targets(
@@ -120,6 +124,19 @@ class GraphVisionModule(L.LightningModule):
         )
         for name, value in losses.items():
             self.log(f"{stage}/loss_{name}", value, batch_size=bs, on_epoch=True, on_step=False)
+        load = getattr(self.net.sequence, "expert_load", None)
+        if load is not None:  # each expert's share of the routed tokens; 1/E each when balanced
+            for i, share in enumerate(load):
+                self.log(
+                    f"{stage}/expert_{i}_load", share, batch_size=bs, on_epoch=True, on_step=False
+                )
+            self.log(
+                f"{stage}/expert_load_max",
+                load.max() * load.numel(),
+                batch_size=bs,
+                on_epoch=True,
+                on_step=False,
+            )
         return out, loss
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:

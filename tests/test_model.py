@@ -172,18 +172,20 @@ def test_object_masks_and_shape_exact():
     assert shape.view(-1).tolist() == pytest.approx([1.0, 1.0, 1.0, 0.0])
 
 
-def test_degenerate_images_through_the_whole_model(tmp_path):
-    """An 8x8 image, a one-region (flat) image and an image without objects: finite outputs
-    and a finite loss."""
+def _degenerate_batch():
+    """A batch of an 8x8 image with two objects and a one-region image with none."""
+    import tempfile
+    from pathlib import Path
+
     import numpy as np
     from PIL import Image
     from torch_geometric.data import Batch
 
     from graphvision.data.cache import ImageJob, build_entry, to_graph
     from graphvision.data.coco import ObjectConfig
-    from graphvision.module import GraphVisionModule
     from graphvision.regions import RegionConfig
 
+    tmp_path = Path(tempfile.mkdtemp())
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 255, (8, 8, 3), np.uint8)).save(tmp_path / "tiny.png")
     Image.fromarray(np.full((40, 50, 3), 90, np.uint8)).save(tmp_path / "flat.png")
@@ -203,13 +205,21 @@ def test_degenerate_images_through_the_whole_model(tmp_path):
         to_graph(build_entry(jobs[1], RegionConfig(size=(32, 32), n_segments=1), ObjectConfig())),
     ]
     assert graphs[1].num_nodes == 1 and graphs[1].num_objects == 0
-    batch = Batch.from_data_list(graphs, follow_batch=["obj_label", "rel_label"])
     info = {
         "task": "relations",
         "categories": ["a", "b"],
         "relations": ["l", "r", "a", "b", "i", "s"],
         "classes": [],
     }
+    return Batch.from_data_list(graphs, follow_batch=["obj_label", "rel_label"]), info
+
+
+def test_degenerate_images_through_the_whole_model():
+    """An 8x8 image, a one-region (flat) image and an image without objects: finite outputs
+    and a finite loss."""
+    from graphvision.module import GraphVisionModule
+
+    batch, info = _degenerate_batch()
     module = GraphVisionModule(
         info,
         backbone={"_target_": "graphvision.features.RegionFeatures"},

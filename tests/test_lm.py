@@ -1,0 +1,116 @@
+"""Language-model sequence stages: DeepSeek-V3 (bidirectional, balance loss) and a frozen
+pretrained LM (the packaged MiniLM, offline)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+pytest.importorskip("transformers", reason="the lm extra (transformers) is not installed")
+
+from graphvision.lm import DeepseekV3Sequence, PretrainedLMSequence, balance_loss  # noqa: E402
+from graphvision.sequence import raster_order  # noqa: E402
+
+SMALL = {
+    "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 4, "q_lora_rank": 32,
+    "kv_lora_rank": 16, "qk_rope_head_dim": 8, "qk_nope_head_dim": 16, "v_head_dim": 16,
+    "n_routed_experts": 4, "num_experts_per_tok": 2, "n_shared_experts": 1, "moe_intermediate_size": 64,
+    "intermediate_size": 128, "first_k_dense_replace": 1,
+}  # fmt: skip
+
+
+def _inputs():
+    torch.manual_seed(0)
+    return torch.randn(7, 32), torch.rand(7, 2), torch.tensor([0, 0, 0, 0, 1, 1, 1])
+
+
+def test_deepseek_v3_is_bidirectional():
+    """Changing the last region of a sequence changes the first region's output (a causal
+    model could not), and leaves the other image's outputs alone."""
+    torch.manual_seed(0)
+    seq = DeepseekV3Sequence(32, SMALL).eval()
+    h, pos, batch = _inputs()
+    order = raster_order(pos, batch)
+    first, last = int(order[0]), int(order[3])  # graph 0's first and last tokens
+    with torch.no_grad():
+        _, tokens = seq(h, pos, batch)
+        changed = h.clone()
+        changed[last] += 1.0
+        _, tokens2 = seq(changed, pos, batch)
+    assert not torch.allclose(tokens[first], tokens2[first], atol=1e-6)
+    torch.testing.assert_close(tokens[4:], tokens2[4:])  # padding keeps images apart
+
+
+def test_deepseek_v3_attention_matches_and_sums_to_one():
+    seq = DeepseekV3Sequence(32, SMALL).eval()
+    h, pos, batch = _inputs()
+    with torch.no_grad():
+        cls, tokens = seq(h, pos, batch)
+        cls2, tokens2, attention = seq(h, pos, batch, return_attention=True)
+    torch.testing.assert_close(cls, cls2, atol=1e-5, rtol=1e-5)
+    assert attention.shape == (2, 7)
+    totals = torch.zeros(2, 2).index_add_(1, batch, attention)
+    assert (totals <= 1 + 1e-5).all() and (attention >= 0).all()
+
+
+def test_balance_loss_exact():
+    """Two experts, top-1, two tokens each routed to a different expert: f = [1, 1]; P is
+    the mean normalised affinity; padding tokens are left out."""
+    logits = torch.tensor([[2.0, -2.0], [-2.0, 2.0], [9.0, -9.0]])
+    valid = torch.tensor([[True, True, False]])
+    loss, load = balance_loss(logits, valid, top_k=1)
+    s = torch.sigmoid(logits[:2])
+    p = (s / s.sum(1, keepdim=True)).mean(0)
+    assert load.tolist() == [0.5, 0.5]
+    assert loss.item() == pytest.approx(float((torch.tensor([1.0, 1.0]) * p).sum()))
+    skewed, load = balance_loss(
+        torch.tensor([[2.0, -2.0], [3.0, -1.0]]), torch.tensor([[True, True]]), top_k=1
+    )
+    assert load.tolist() == [1.0, 0.0] and skewed.item() > loss.item()
+
+
+def test_deepseek_v3_logs_balance_loss_and_expert_usage():
+    from graphvision.module import GraphVisionModule
+    from tests.test_model import _degenerate_batch
+
+    batch, info = _degenerate_batch()
+    module = GraphVisionModule(
+        info, backbone={"_target_": "graphvision.features.RegionFeatures"},
+        gnn={"_target_": "graphvision.gnn.RegionGNN"},
+        sequence={"_target_": "graphvision.lm.DeepseekV3Sequence", "config": SMALL}, dim=32,
+    )  # fmt: skip
+    losses = module.losses(module(batch), batch)
+    assert (
+        "balance" in losses
+        and torch.isfinite(losses["balance"])
+        and losses["balance"] >= 1.0 - 1e-5
+    )
+    load = module.net.sequence.expert_load
+    assert load.shape == (4,) and load.sum().item() == pytest.approx(1.0)
+
+
+def test_pretrained_lm_offline_frozen_weights_do_not_move(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    torch.manual_seed(0)
+    seq = PretrainedLMSequence(32)
+    assert type(seq.lm).__name__ == "BertModel"
+    frozen = {k: v.clone() for k, v in seq.lm.state_dict().items()}
+    adapter = seq.adapter_in.weight.clone()
+    opt = torch.optim.AdamW([p for p in seq.parameters() if p.requires_grad], lr=1e-2)
+    seq.train()
+    h, pos, batch = _inputs()
+    cls, tokens = seq(h, pos, batch)
+    (cls.pow(2).mean() + tokens.pow(2).mean()).backward()
+    opt.step()
+    assert all(torch.equal(frozen[k], v) for k, v in seq.lm.state_dict().items())  # bit-identical
+    assert not torch.equal(adapter, seq.adapter_in.weight)
+    assert not seq.lm.training  # frozen: no dropout
+
+
+def test_pretrained_lm_last_k_layers():
+    seq = PretrainedLMSequence(32, last_k=2)
+    assert len(seq.lm.encoder.layer) == 2
+    h, pos, batch = _inputs()
+    cls, tokens, attention = seq(h, pos, batch, return_attention=True)
+    assert cls.shape == (2, 32) and tokens.shape == (7, 32) and attention.shape == (2, 7)
