@@ -148,7 +148,7 @@ def draw_scene_graph(image, boxes, labels, rel_index, rel_labels, ax=None, max_r
                 alpha=0.8,
             )
         )
-        mid = (centre[s] + centre[o]) / 2
+        mid = 0.65 * centre[s] + 0.35 * centre[o]  # nearer the subject: s -> o and o -> s apart
         ax.text(
             mid[0],
             mid[1],
@@ -189,7 +189,11 @@ def draw_scene_graph_layout(labels, rel_index, rel_labels, ax=None, seed: int = 
     simple = nx.DiGraph(g)
     nx.draw_networkx_edges(simple, layout, ax=ax, arrows=True, arrowsize=10, node_size=600)
     edge_labels = {(s, o): d["relation"] for s, o, d in g.edges(data=True)}
-    nx.draw_networkx_edge_labels(simple, layout, edge_labels=edge_labels, ax=ax, font_size=6)
+    # label_pos 0.3: each label nearer its own subject, so s -> o and o -> s do not overlap
+    nx.draw_networkx_edge_labels(
+        simple, layout, edge_labels=edge_labels, ax=ax, font_size=6, label_pos=0.3
+    )
+    ax.margins(0.25)
     ax.set_axis_off()
     return ax
 
