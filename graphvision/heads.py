@@ -197,5 +197,26 @@ class RelationHead(nn.Module):
         return self.classify(pair)
 
 
+class ZeroShotHead(nn.Module):
+    """Cosine logits against fixed text embeddings of the category names, with a learned
+    temperature and bias: ``exp(t) * cos(W x, text_c) + b``. Categories never seen in
+    training still get a logit through their name.
+
+    Shapes:
+        x ``[*, dim]`` -> ``[*, C]``; text ``[C, D]`` (L2-normalised, a buffer).
+    """
+
+    def __init__(self, dim: int, text: torch.Tensor) -> None:
+        super().__init__()
+        self.proj = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, text.size(1)))
+        self.register_buffer("text", text.float())
+        self.log_scale = nn.Parameter(torch.tensor(2.3))  # exp(2.3) ~ 10
+        self.bias = nn.Parameter(torch.tensor(0.0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        emb = torch.nn.functional.normalize(self.proj(x), dim=-1)
+        return self.log_scale.exp() * emb @ self.text.T + self.bias
+
+
 class ClassHead(SceneHead):
     """Single-label image class logits ``[B, K]`` from the CLS vector."""

@@ -11,7 +11,14 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
-from graphvision.heads import ClassHead, ObjectHead, RegionHead, RelationHead, SceneHead
+from graphvision.heads import (
+    ClassHead,
+    ObjectHead,
+    RegionHead,
+    RelationHead,
+    SceneHead,
+    ZeroShotHead,
+)
 from graphvision.regions import EDGE_FEATURES, NODE_FEATURES
 
 
@@ -41,6 +48,8 @@ class GraphVisionNet(nn.Module):
         dim: int = 128,
         dropout: float = 0.0,
         shape_grid: int = 8,
+        zero_shot: bool = False,
+        text_encoder: str | None = None,
     ) -> None:
         super().__init__()
         self.task = info["task"]
@@ -57,6 +66,12 @@ class GraphVisionNet(nn.Module):
             self.region_head = RegionHead(dim, len(info["categories"]))
             self.object_head = ObjectHead(dim, len(info["categories"]), dropout, shape_grid)
             self.relation_head = RelationHead(dim, len(info["relations"]), dropout)
+            if zero_shot:  # scene and object logits against the category names' text embeddings
+                from graphvision.text import encode_texts
+
+                text = encode_texts(info["categories"], text_encoder)
+                self.scene_head = ZeroShotHead(dim, text)
+                self.object_head.classify = nn.Sequential(nn.GELU(), ZeroShotHead(dim, text))
         elif self.task == "classification":
             self.class_head = ClassHead(dim, len(info["classes"]))
         else:

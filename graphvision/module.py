@@ -31,6 +31,11 @@ class GraphVisionModule(L.LightningModule):
     lr, weight_decay: AdamW (defaults 1e-3, 0.05; no decay on biases and norms).
     warmup_fraction: linear warm-up share of all steps before the cosine decay (default 0.05).
     recall_k: K of ``val/rel_R@K`` and ``val/rel_mR@K`` (default 50).
+    zero_shot, text_encoder: score scene and object categories by their names' text
+        embeddings (see :class:`~graphvision.model.GraphVisionNet`); with ``info["unseen"]``
+        (``data.unseen_categories``) those categories are left out of every loss and
+        reported apart (``val/scene_map_seen``, ``val/scene_map_unseen``,
+        ``val/object_acc_unseen``).
     data_config: the DataModule config the model was trained with, kept in checkpoints
         so that ``graphvision.eval`` can rebuild the data (default None).
     """
@@ -44,6 +49,8 @@ class GraphVisionModule(L.LightningModule):
         dim: int = 128,
         dropout: float = 0.0,
         shape_grid: int = 8,
+        zero_shot: bool = False,
+        text_encoder: str | None = None,
         loss_weights: dict | None = None,
         lr: float = 1e-3,
         weight_decay: float = 0.05,
@@ -62,7 +69,9 @@ class GraphVisionModule(L.LightningModule):
             _plain(data_config),
         )
         self.save_hyperparameters()
-        self.net = GraphVisionNet(info, backbone, gnn, sequence, dim, dropout, shape_grid)
+        self.net = GraphVisionNet(
+            info, backbone, gnn, sequence, dim, dropout, shape_grid, zero_shot, text_encoder
+        )
         self.task = info["task"]
         self.loss_weights = {
             "scene": 1.0,
@@ -70,6 +79,7 @@ class GraphVisionModule(L.LightningModule):
             "relations": 1.0,
             "regions": 1.0,
             "classification": 1.0,
+            "balance": 0.01,
             **(loss_weights or {}),
         }
         if self.task == "relations":
@@ -79,6 +89,14 @@ class GraphVisionModule(L.LightningModule):
             self.val_region_acc = MulticlassAccuracy(num_classes=c + 1, average="micro")
             self.val_rel_acc = MulticlassAccuracy(num_classes=p, average="micro")
             self.val_rel_recall = RelationRecall(num_predicates=p, k=recall_k)
+            unseen = set(info.get("unseen") or [])
+            self.register_buffer(
+                "seen", torch.tensor([name not in unseen for name in info["categories"]])
+            )
+            if unseen:  # zero-shot evaluation: seen and unseen categories reported apart
+                self.val_scene_ap = MultilabelAveragePrecision(num_labels=c, average=None)
+                self.val_object_acc_unseen = MulticlassAccuracy(num_classes=c, average="micro")
+                self.val_object_acc_seen = MulticlassAccuracy(num_classes=c, average="micro")
         else:
             self.val_acc = MulticlassAccuracy(num_classes=len(info["classes"]), average="micro")
 
@@ -92,10 +110,27 @@ class GraphVisionModule(L.LightningModule):
             extra["balance"] = balance
         if self.task == "classification":
             return {"classification": F.cross_entropy(out["class_logits"], batch.label), **extra}
-        losses = {"scene": F.binary_cross_entropy_with_logits(out["scene_logits"], batch.y)}
-        losses["regions"] = F.cross_entropy(out["region_logits"], self.region_target(out, batch))
-        if batch.obj_label.numel():
-            losses["objects"] = F.cross_entropy(out["object_logits"], batch.obj_label)
+        # categories in data.unseen_categories are no training target: the losses see only
+        # the seen ones (their objects, their regions, their scene columns)
+        seen = self.seen
+        losses = {
+            "scene": F.binary_cross_entropy_with_logits(
+                out["scene_logits"][:, seen], batch.y[:, seen]
+            )
+        }
+        region_target = self.region_target(out, batch)
+        region_unseen = (region_target < seen.numel()) & ~seen[
+            region_target.clamp(max=seen.numel() - 1)
+        ]
+        losses["regions"] = F.cross_entropy(
+            out["region_logits"], region_target.masked_fill(region_unseen, -100)
+        )
+        keep = seen[batch.obj_label]
+        if keep.any():
+            remap = torch.cumsum(seen.long(), 0) - 1  # category index -> index among the seen
+            losses["objects"] = F.cross_entropy(
+                out["object_logits"][keep][:, seen], remap[batch.obj_label[keep]]
+            )
         if batch.rel_label.numel():
             losses["relations"] = F.cross_entropy(out["relation_logits"], batch.rel_label)
         return {**losses, **extra}
@@ -150,6 +185,15 @@ class GraphVisionModule(L.LightningModule):
             self.log("val/acc", self.val_acc, batch_size=bs, prog_bar=True)
             return
         self.val_scene_map(out["scene_logits"], batch.y.long())
+        if hasattr(self, "val_scene_ap"):
+            self.val_scene_ap.update(out["scene_logits"], batch.y.long())
+            unseen = ~self.seen[batch.obj_label]
+            if unseen.any():
+                self.val_object_acc_unseen(out["object_logits"][unseen], batch.obj_label[unseen])
+                self.log("val/object_acc_unseen", self.val_object_acc_unseen, batch_size=bs)
+            if (~unseen).any():
+                self.val_object_acc_seen(out["object_logits"][~unseen], batch.obj_label[~unseen])
+                self.log("val/object_acc_seen", self.val_object_acc_seen, batch_size=bs)
         self.log("val/scene_map", self.val_scene_map, batch_size=bs, prog_bar=True)
         self.val_region_acc(out["region_logits"], self.region_target(out, batch))
         self.log("val/region_acc", self.val_region_acc, batch_size=bs)
@@ -169,6 +213,11 @@ class GraphVisionModule(L.LightningModule):
             )
 
     def on_validation_epoch_end(self) -> None:
+        if hasattr(self, "val_scene_ap"):
+            ap = self.val_scene_ap.compute()  # (C,)
+            self.log("val/scene_map_seen", ap[self.seen].nanmean())
+            self.log("val/scene_map_unseen", ap[~self.seen].nanmean())
+            self.val_scene_ap.reset()
         if self.task == "relations":
             for name, value in self.val_rel_recall.compute().items():
                 self.log(f"val/rel_{name}", value)

@@ -30,6 +30,7 @@ def test_every_group_has_its_options():
         "coco_relations",
         "folder_classification",
         "synthetic_relations",
+        "synthetic_zero_shot",
     ]
     assert options("logger") == ["csv", "tensorboard"]
 
@@ -89,6 +90,7 @@ def test_experiment_options_compose(option, tmp_path):
         "synthetic_relations": "SyntheticDataModule",
         "coco_relations": "CocoDataModule",
         "folder_classification": "ImageFolderDataModule",
+        "synthetic_zero_shot": "SyntheticDataModule",
     }[option]
     assert cfg.data._target_.endswith(expected)
     assert cfg.monitor.metric.startswith("val/")

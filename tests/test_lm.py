@@ -114,3 +114,43 @@ def test_pretrained_lm_last_k_layers():
     h, pos, batch = _inputs()
     cls, tokens, attention = seq(h, pos, batch, return_attention=True)
     assert cls.shape == (2, 32) and tokens.shape == (7, 32) and attention.shape == (2, 7)
+
+
+@pytest.mark.slow
+def test_zero_shot_unseen_scene_map_beats_chance(tmp_path):
+    """Two synthetic categories are never training targets; the zero-shot head still ranks
+    images containing them above chance (the AP of a random ranking is their prevalence)."""
+    import json
+
+    import numpy as np
+
+    from graphvision.train import train
+    from tests.conftest import compose_cfg
+
+    cfg = compose_cfg(
+        overrides=[
+            "experiment=synthetic_zero_shot",
+            "data.num_train=240",
+            "data.num_val=80",
+            "data.prepare_workers=1",
+            "data.batch_size=16",
+            "trainer.max_epochs=4",
+            "trainer.enable_progress_bar=false",
+        ],
+        tmp=tmp_path,
+    )
+    metrics = train(cfg)
+    root = next((tmp_path / "data" / "synthetic").iterdir())
+    val = json.loads((root / "annotations" / "instances_val.json").read_text())
+    names = {c["id"]: c["name"] for c in val["categories"]}
+    present = {name: set() for name in ("red square", "blue circle")}
+    for ann in val["annotations"]:
+        if names[ann["category_id"]] in present:
+            present[names[ann["category_id"]]].add(ann["image_id"])
+    chance = float(np.mean([len(ids) / len(val["images"]) for ids in present.values()]))
+    assert {"val/scene_map_seen", "val/scene_map_unseen", "val/object_acc_unseen"} <= set(metrics)
+    assert metrics["val/scene_map_unseen"] > chance + 0.05, (
+        metrics["val/scene_map_unseen"],
+        chance,
+    )
+    assert metrics["val/object_acc_unseen"] > 1 / 9

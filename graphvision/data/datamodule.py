@@ -191,6 +191,8 @@ class CocoDataModule(RegionGraphDataModule):
     Args:
         root: holds ``annotations/instances_{train,val}2017.json`` and ``{train,val}2017/``.
         train_split, val_split: folder / annotation names (default ``train2017``, ``val2017``).
+        unseen_categories: category names left out of every training target, for zero-shot
+            evaluation (default none).
     """
 
     def __init__(
@@ -198,11 +200,13 @@ class CocoDataModule(RegionGraphDataModule):
         root: str = "data/coco",
         train_split: str = "train2017",
         val_split: str = "val2017",
+        unseen_categories: list[str] | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
         self.root = Path(root)
         self.split_names = {"train": train_split, "val": val_split}
+        self.unseen_categories = list(unseen_categories or [])
         self._index: dict[str, CocoIndex] = {}
 
     def index(self, split: str) -> CocoIndex:
@@ -237,12 +241,23 @@ class CocoDataModule(RegionGraphDataModule):
             raise ValueError(
                 f"{self.root}: train and val annotation files list different categories"
             )
-        return {
+        return self._relations_info(names)
+
+    def _relations_info(self, names: list[str]) -> dict:
+        info = {
             "task": "relations",
             "categories": names,
             "relations": list(RELATIONS),
             "classes": [],
         }
+        if self.unseen_categories:
+            unknown = [c for c in self.unseen_categories if c not in names]
+            if unknown:
+                raise ValueError(
+                    f"data.unseen_categories names unknown categories {unknown}; known: {names}"
+                )
+            info["unseen"] = list(self.unseen_categories)
+        return info
 
 
 class SyntheticDataModule(CocoDataModule):
@@ -311,13 +326,9 @@ class SyntheticDataModule(CocoDataModule):
 
     @property
     def info(self) -> dict:
-        names = synthetic.category_names(self.scene["shapes"], self.scene["colours"])
-        return {
-            "task": "relations",
-            "categories": names,
-            "relations": list(RELATIONS),
-            "classes": [],
-        }
+        return self._relations_info(
+            synthetic.category_names(self.scene["shapes"], self.scene["colours"])
+        )
 
 
 class ImageFolderDataModule(RegionGraphDataModule):
