@@ -29,6 +29,8 @@ def test_every_group_has_its_options():
     assert options("experiment") == [
         "coco_relations",
         "folder_classification",
+        "seed_folder",
+        "seed_relations",
         "synthetic_relations",
         "synthetic_zero_shot",
     ]
@@ -91,6 +93,8 @@ def test_experiment_options_compose(option, tmp_path):
         "coco_relations": "CocoDataModule",
         "folder_classification": "ImageFolderDataModule",
         "synthetic_zero_shot": "SyntheticDataModule",
+        "seed_relations": "SyntheticDataModule",
+        "seed_folder": "SyntheticFolderDataModule",
     }[option]
     assert cfg.data._target_.endswith(expected)
     assert cfg.monitor.metric.startswith("val/")

@@ -234,3 +234,28 @@ def test_altered_cache_entry_fails_its_checksum(tiny_synthetic):
         load_entry(path)
     assert torch.isfinite(ds[2].x).all()  # rebuilt on access
     load_entry(path)  # and now valid again
+
+
+def test_synthetic_folder_builds_one_class_per_category(tmp_path):
+    from graphvision.data import SyntheticFolderDataModule
+
+    dm = SyntheticFolderDataModule(
+        data_dir=str(tmp_path),
+        cache_dir=str(tmp_path / "cache"),
+        per_class_train=2,
+        per_class_val=1,
+        image_size=48,
+        prepare_workers=1,
+    )
+    dm.prepare_data()
+    dm.setup("fit")
+    from graphvision.data.folder import folder_classes
+
+    assert (
+        dm.info["classes"]
+        == folder_classes(dm.root)
+        == sorted(n.replace(" ", "_") for n in category_names())
+    )
+    assert len(dm.datasets["train"]) == 18 and len(dm.datasets["val"]) == 9
+    labels = sorted(int(dm.datasets["val"][i].label) for i in range(9))
+    assert labels == list(range(9))

@@ -6,6 +6,7 @@ from graphvision.data.datamodule import (
     ImageFolderDataModule,
     RegionGraphDataModule,
     SyntheticDataModule,
+    SyntheticFolderDataModule,
 )
 from graphvision.data.relations import RELATIONS
 
@@ -16,5 +17,6 @@ __all__ = [
     "RegionGraph",
     "RegionGraphDataModule",
     "SyntheticDataModule",
+    "SyntheticFolderDataModule",
     "obj_regions",
 ]

@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 from torch.utils.data import Dataset
 from torch_geometric.loader import DataLoader
 
@@ -354,4 +355,73 @@ class ImageFolderDataModule(RegionGraphDataModule):
             "categories": [],
             "relations": [],
             "classes": folder_classes(self.root, "train"),
+        }
+
+
+class SyntheticFolderDataModule(ImageFolderDataModule):
+    """An image-folder task built from the synthetic scenes: one object per image on a
+    textured background, its category (``"red circle"``, ...) as the class. Written on first
+    use to ``data_dir/synthetic_folder/<settings digest>/{train,val}/<class>/*.png``.
+
+    Args:
+        data_dir: parent of the generated folder (default ``data``).
+        per_class_train, per_class_val: images per class (defaults 40, 10).
+        image_size: side of the square images (default 128).
+        seed: generator seed (default 0).
+    """
+
+    def __init__(
+        self,
+        data_dir: str = "data",
+        per_class_train: int = 40,
+        per_class_val: int = 10,
+        image_size: int = 128,
+        seed: int = 0,
+        **kwargs,
+    ) -> None:
+        self.counts = {"train": int(per_class_train), "val": int(per_class_val)}
+        self.size, self.seed = int(image_size), int(seed)
+        digest = hashlib.sha1(
+            json.dumps([self.counts, self.size, self.seed], sort_keys=True).encode()
+        ).hexdigest()[:10]
+        super().__init__(root=str(Path(data_dir) / "synthetic_folder" / digest), **kwargs)
+
+    def generate(self) -> None:
+        from PIL import Image
+
+        done = self.root / "COMPLETE"
+        if done.is_file():
+            return
+        names = synthetic.category_names()
+        colours = synthetic.DEFAULT_COLOURS
+        for split_index, split in enumerate(self.splits):
+            for k, name in enumerate(names):
+                folder = self.root / split / name.replace(" ", "_")
+                folder.mkdir(parents=True, exist_ok=True)
+                colour, shape = name.split(" ")
+                for i in range(self.counts[split]):
+                    rng = np.random.default_rng([self.seed, split_index, k, i])
+                    img, _ = synthetic.render_scene(
+                        rng,
+                        size=self.size,
+                        shapes=(shape,),
+                        colours={colour: colours[colour]},
+                        min_objects=1,
+                        max_objects=1,
+                    )
+                    Image.fromarray(img).save(folder / f"{i:05d}.png")
+        done.write_text(json.dumps(self.counts))
+
+    def prepare_data(self) -> None:
+        self.generate()
+        super().prepare_data()
+
+    @property
+    def info(self) -> dict:
+        return {
+            "task": "classification",
+            "categories": [],
+            "relations": [],
+            # the order folder_classes() gives the label indices: sorted folder names
+            "classes": sorted(n.replace(" ", "_") for n in synthetic.category_names()),
         }
