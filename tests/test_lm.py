@@ -154,3 +154,11 @@ def test_zero_shot_unseen_scene_map_beats_chance(tmp_path):
         chance,
     )
     assert metrics["val/object_acc_unseen"] > 1 / 9
+
+
+def test_missing_transformers_names_the_extra(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "transformers", None)  # as if not installed
+    with pytest.raises(ImportError, match=r'pip install -e "\.\[lm\]"'):
+        DeepseekV3Sequence(32, SMALL)
