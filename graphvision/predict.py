@@ -46,19 +46,6 @@ def list_images(path: str | Path) -> list[Path]:
     )
 
 
-def empty_targets(num_categories: int) -> dict[str, torch.Tensor]:
-    """Target fields of an image without annotations (no objects), so it batches like one."""
-    return {
-        "y": torch.zeros(1, num_categories),
-        "obj_label": torch.zeros(0, dtype=torch.long),
-        "obj_box": torch.zeros(0, 4),
-        "obj_region_index": torch.zeros(2, 0, dtype=torch.long),
-        "obj_region_weight": torch.zeros(0),
-        "rel_index": torch.zeros(2, 0, dtype=torch.long),
-        "rel_label": torch.zeros(0, dtype=torch.long),
-    }
-
-
 def predict_image(
     module,
     path: Path,
@@ -80,11 +67,11 @@ def predict_image(
             tuple(record.annotations),
             tuple(category_ids),
         )
+    elif info["task"] == "relations":  # no annotations: the same target fields, with no objects
+        job = ImageJob(str(path), 0, category_ids=tuple(range(1, len(info["categories"]) + 1)))
     else:
         job = ImageJob(str(path), 0)
     entry = build_entry(job, regions, objects)
-    if info["task"] == "relations" and "obj_label" not in entry:
-        entry.update(empty_targets(len(info["categories"])))
     graph = to_graph(entry)
     batch = Batch.from_data_list([graph], follow_batch=["obj_label", "rel_label"])
     with torch.no_grad():

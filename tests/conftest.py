@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import math
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -50,3 +54,19 @@ TINY_SYNTHETIC = [
     "model.sequence.depth=1",
     "model.gnn.num_layers=1",
 ]
+
+
+def run_module(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``python -m module args`` as a user runs it; fails the test with its output on error."""
+    proc = subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=cwd, capture_output=True, text=True, timeout=900
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return proc
+
+
+def read_metrics(run_dir: Path) -> dict:
+    """A run folder's metrics.json, every value finite."""
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert all(v is not None and math.isfinite(v) for v in metrics.values()), metrics
+    return metrics

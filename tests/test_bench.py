@@ -61,5 +61,7 @@ def test_bench_train_json(tmp_path, monkeypatch):
             "100",
         ]
     )
-    assert result["default"]["full_over_backbone_time"] > 0  # a ratio, not judged here: timings are not tests
+    assert (
+        result["default"]["full_over_backbone_time"] > 0
+    )  # a ratio, not judged here: timings are not tests
     assert len(result["scaling"]) == 2 and isinstance(result["growth_exponent"], float)

@@ -8,9 +8,7 @@ import hydra
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
-from graphvision.data.synthetic import render_scene
 from graphvision.train import instantiate_all, train
 from graphvision.utils import CONFIG_DIR
 from tests.conftest import TINY_SYNTHETIC, compose_cfg
@@ -109,16 +107,17 @@ def test_paths_hydra_debug_and_eval_compose(tmp_path):
 
 
 def make_image_folder(root: Path, per_class: int = 6) -> Path:
-    """``root/{train,val}/<shape>/`` from synthetic scenes with one object each."""
-    shapes = ("circle", "square", "triangle")
-    for split, count in (("train", per_class), ("val", per_class // 2)):
-        for s, shape in enumerate(shapes):
-            (root / split / shape).mkdir(parents=True, exist_ok=True)
-            for i in range(count):
-                rng = np.random.default_rng([7, s, i, split == "val"])
-                img, _ = render_scene(rng, size=64, shapes=(shape,), min_objects=1, max_objects=1)
-                Image.fromarray(img).save(root / split / shape / f"{i}.png")
-    return root
+    """``root/.../{train,val}/<category>/`` of one-object synthetic scenes (64x64)."""
+    from graphvision.data import SyntheticFolderDataModule
+
+    dm = SyntheticFolderDataModule(
+        data_dir=str(root),
+        per_class_train=per_class,
+        per_class_val=max(per_class // 2, 1),
+        image_size=64,
+    )
+    dm.generate()
+    return dm.root
 
 
 def _fast_dev_run(tmp_path, overrides):

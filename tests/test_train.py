@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import math
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, TINY_SYNTHETIC
+from tests.conftest import ROOT, TINY_SYNTHETIC, read_metrics, run_module
 from tests.test_configs import make_image_folder
 
 RELATION_METRICS = {
@@ -23,27 +20,9 @@ RELATION_METRICS = {
 }
 
 
-def run(module: str, *overrides: str, cwd: Path) -> str:
-    proc = subprocess.run(
-        [sys.executable, "-m", module, *overrides],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    return proc.stdout
-
-
-def read_metrics(run_dir: Path) -> dict:
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert all(v is not None and math.isfinite(v) for v in metrics.values()), metrics
-    return metrics
-
-
 @pytest.mark.slow
 def test_train_then_eval_reproduces_metrics(tmp_path):
-    out = run(
+    out = run_module(
         "graphvision.train",
         *TINY_SYNTHETIC,
         "trainer.max_epochs=2",
@@ -53,10 +32,12 @@ def test_train_then_eval_reproduces_metrics(tmp_path):
     )
     metrics = read_metrics(tmp_path / "run")
     assert RELATION_METRICS <= set(metrics)
-    assert "val/scene_map" in out and "metric" in out  # the closing table
+    assert "val/scene_map" in out.stdout and "metric" in out.stdout  # the closing table
     ckpts = sorted((tmp_path / "run" / "checkpoints").glob("epoch_*.ckpt"))
     assert len(ckpts) == 1 and (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
-    run("graphvision.eval", f"ckpt_path={ckpts[0]}", f"hydra.run.dir={tmp_path / 'eval'}", cwd=ROOT)
+    run_module(
+        "graphvision.eval", f"ckpt_path={ckpts[0]}", f"hydra.run.dir={tmp_path / 'eval'}", cwd=ROOT
+    )
     again = read_metrics(tmp_path / "eval")
     for name in RELATION_METRICS:
         assert again[name] == pytest.approx(metrics[name], abs=1e-5), name
@@ -82,7 +63,7 @@ def test_eval_missing_checkpoint_is_a_clear_error(tmp_path):
 @pytest.mark.slow
 def test_folder_classification_trains_and_reports_acc(tmp_path):
     root = make_image_folder(tmp_path / "folder", per_class=8)
-    run(
+    run_module(
         "graphvision.train",
         "experiment=folder_classification",
         f"data.root={root}",
@@ -99,7 +80,7 @@ def test_folder_classification_trains_and_reports_acc(tmp_path):
 
 @pytest.mark.slow
 def test_coco_tiny_two_epochs(tmp_path, coco_tiny):
-    run(
+    run_module(
         "graphvision.train",
         "experiment=coco_relations",
         f"data.root={coco_tiny}",

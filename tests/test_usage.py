@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.conftest import ROOT, TINY_SYNTHETIC
+from tests.conftest import ROOT, TINY_SYNTHETIC, run_module
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -23,12 +23,8 @@ def _is_png(path: Path) -> bool:
     return path.is_file() and path.read_bytes()[:8] == PNG_MAGIC and path.stat().st_size > 1000
 
 
-def run(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, "-m", module, *args], cwd=cwd, capture_output=True, text=True, timeout=900
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    return proc
+#: one epoch on a few scenes, for the sweep tests
+TINY_SWEEP = [*TINY_SYNTHETIC, "trainer.max_epochs=1", "data.num_train=16", "data.num_val=8"]
 
 
 def test_cls_attention_comes_from_the_encoder_itself():
@@ -70,7 +66,7 @@ def test_cls_attention_comes_from_the_encoder_itself():
 def trained(tmp_path_factory):
     """A tiny model trained for one epoch through the real entry point."""
     tmp = tmp_path_factory.mktemp("trained")
-    run(
+    run_module(
         "graphvision.train",
         *TINY_SYNTHETIC,
         "trainer.max_epochs=1",
@@ -105,7 +101,7 @@ def test_predict_on_a_folder_of_three_images(trained, tmp_path):
         img, _ = render_scene(np.random.default_rng([99, i]))
         Image.fromarray(img).save(folder / f"scene{i}.png")
     out = tmp_path / "pred"
-    run(
+    run_module(
         "graphvision.predict",
         f"ckpt_path={trained / 'run/checkpoints/last.ckpt'}",
         f"image={folder}",
@@ -131,7 +127,7 @@ def test_predict_with_annotations_adds_objects_and_relations(trained, tmp_path):
     root = next((trained / "data" / "synthetic").iterdir())
     image = root / "val" / "000000.png"
     out = tmp_path / "pred"
-    run(
+    run_module(
         "graphvision.predict",
         f"ckpt_path={trained / 'run/checkpoints/last.ckpt'}",
         f"image={image}",
@@ -188,7 +184,7 @@ def test_predict_errors(trained, tmp_path):
 
 
 def test_eval_writes_breakdowns(trained, tmp_path):
-    run(
+    run_module(
         "graphvision.eval",
         f"ckpt_path={trained / 'run/checkpoints/last.ckpt'}",
         f"hydra.run.dir={tmp_path}",
@@ -206,15 +202,12 @@ def test_eval_writes_breakdowns(trained, tmp_path):
 @pytest.mark.slow
 def test_multirun_and_report(tmp_path):
     sweep = tmp_path / "sweep"
-    run(
+    run_module(
         "graphvision.train",
         "-m",
         "model/gnn=gcn,gine",
         "seed=1,2",
-        *TINY_SYNTHETIC,
-        "trainer.max_epochs=1",
-        "data.num_train=16",
-        "data.num_val=8",
+        *TINY_SWEEP,
         f"paths.data_dir={tmp_path / 'data'}",
         f"hydra.sweep.dir={sweep}",
         cwd=tmp_path,
@@ -225,7 +218,7 @@ def test_multirun_and_report(tmp_path):
         "2",
         "3",
     ]
-    proc = run("graphvision.report", str(sweep), cwd=tmp_path)
+    proc = run_module("graphvision.report", str(sweep), cwd=tmp_path)
     assert "report.md" in proc.stdout
     rows = [
         line for line in (sweep / "report.md").read_text().splitlines() if line.startswith("| `")
@@ -241,21 +234,18 @@ def test_multirun_and_report(tmp_path):
 @pytest.mark.slow
 def test_optuna_sweep_and_report(tmp_path):
     sweep = tmp_path / "optuna"
-    run(
+    run_module(
         "graphvision.train",
         "hparams_search=optuna",
         "hydra.sweeper.n_trials=3",
         "hydra.sweeper.sampler.n_startup_trials=2",
-        *TINY_SYNTHETIC,
-        "trainer.max_epochs=1",
-        "data.num_train=16",
-        "data.num_val=8",
+        *TINY_SWEEP,
         f"paths.data_dir={tmp_path / 'data'}",
         f"hydra.sweep.dir={sweep}",
         cwd=tmp_path,
     )
     assert (sweep / "optimization_results.yaml").is_file()
-    proc = run("graphvision.report", str(sweep), "--metric", "val/scene_map", cwd=tmp_path)
+    proc = run_module("graphvision.report", str(sweep), "--metric", "val/scene_map", cwd=tmp_path)
     assert "Optuna trials (3)" in proc.stdout
     trial_rows = [
         line for line in proc.stdout.splitlines() if line.startswith("| ") and "model.lr=" in line
