@@ -2,18 +2,17 @@
 
 Regions are put in raster order of their centroids (rows of ``1 / rows`` height, left to
 right), get a 2-D sinusoidal encoding of the centroid, and a learned CLS token is
-prepended. The one handoff from graph to sequence is ``to_dense_batch`` in
-:func:`to_sequence`; :func:`from_sequence` undoes it.
+prepended. The one handoff from graph to sequence is :func:`to_sequence` (the layout of
+PyG's ``to_dense_batch``); :func:`from_sequence` undoes it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
-from torch_geometric.utils import to_dense_batch
 
 
 def raster_order(pos: torch.Tensor, batch: torch.Tensor, rows: int = 16) -> torch.Tensor:
@@ -42,49 +41,99 @@ def sincos_2d(pos: torch.Tensor, dim: int, temperature: float = 10000.0) -> torc
 
 
 def to_sequence(h: torch.Tensor, pos: torch.Tensor, batch: torch.Tensor, rows: int = 16):
-    """Node features to a padded, raster-ordered sequence.
+    """Node features to a padded, raster-ordered sequence: ``to_dense_batch``'s layout,
+    written with one ``index_copy`` (whose gradient is one ``index_select``).
 
     Returns:
-        ``tokens [B, T, d]``, ``mask [B, T]`` (True = real token), ``perm [N]``.
+        ``tokens [B, T, d]``, ``mask [B, T]`` (True = real token), ``slot [N]``: where each
+        node sits in ``tokens`` flattened to ``[B * T, d]``.
     """
-    perm = raster_order(pos, batch, rows)
-    tokens, mask = to_dense_batch(h[perm], batch[perm])  # (B, T, d), (B, T)
-    return tokens, mask, perm
+    perm = raster_order(pos, batch, rows)  # (N,) nodes in sequence order
+    counts = torch.bincount(batch)  # (B,)
+    size, length = counts.numel(), int(counts.max()) if batch.numel() else 0
+    first = torch.cumsum(counts, 0) - counts  # (B,) first node of each graph in perm order
+    rank = torch.empty_like(perm)
+    rank[perm] = torch.arange(perm.numel(), device=perm.device)  # (N,) place in perm order
+    slot = batch * length + rank - first[batch]  # (N,)
+    tokens = h.new_zeros(size * length, h.size(1)).index_copy(0, slot, h)  # (B*T, d)
+    mask = torch.arange(length, device=h.device)[None] < counts[:, None]  # (B, T)
+    return tokens.view(size, length, -1), mask, slot
 
 
-def from_sequence(tokens: torch.Tensor, mask: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
+def from_sequence(tokens: torch.Tensor, slot: torch.Tensor) -> torch.Tensor:
     """Inverse of :func:`to_sequence`: ``[B, T, d]`` back to node order ``[N, d]``."""
-    out = torch.empty(perm.numel(), tokens.size(-1), dtype=tokens.dtype, device=tokens.device)
-    out[perm] = tokens[mask]
-    return out
+    return tokens.reshape(-1, tokens.size(-1)).index_select(0, slot)
 
 
-@contextlib.contextmanager
-def capture_attention(encoder: nn.TransformerEncoder):
-    """Collects each layer's head-averaged attention ``[B, T, T]`` from the encoder's own
-    ``nn.MultiheadAttention`` modules (asking them for their weights), not from a second
-    implementation of attention. The fused inference fast path, which skips those
-    modules, is switched off meanwhile."""
-    maps: list[torch.Tensor] = []
+class SelfAttention(nn.Module):
+    """Multi-head self-attention over a padded sequence, on PyTorch's fused
+    ``scaled_dot_product_attention``. The same function as ``nn.MultiheadAttention`` with
+    one packed input projection (and its initialisation), without its reshapes and
+    float-mask copies.
 
-    def ask_for_weights(module, args, kwargs):
-        return args, {**kwargs, "need_weights": True, "average_attn_weights": True}
+    Args:
+        dim: token width (divisible by ``heads``).
+        heads: attention heads.
+        dropout: on the attention weights (default 0.0).
 
-    def keep(module, args, kwargs, output):
-        maps.append(output[1])
+    Shapes:
+        x ``[B, T, dim]``, keep ``[B, T]`` (True = a real token) -> ``[B, T, dim]``, plus with
+        ``need_weights`` the head-averaged attention ``[B, T, T]``.
+    """
 
-    handles = []
-    for layer in encoder.layers:
-        handles.append(layer.self_attn.register_forward_pre_hook(ask_for_weights, with_kwargs=True))
-        handles.append(layer.self_attn.register_forward_hook(keep, with_kwargs=True))
-    fastpath = torch.backends.mha.get_fastpath_enabled()
-    torch.backends.mha.set_fastpath_enabled(False)
-    try:
-        yield maps
-    finally:
-        torch.backends.mha.set_fastpath_enabled(fastpath)
-        for handle in handles:
-            handle.remove()
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"attention width {dim} is not divisible by heads={heads}")
+        self.heads, self.dropout = heads, dropout
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.xavier_uniform_(self.qkv.weight)
+        nn.init.zeros_(self.qkv.bias)
+        self.proj.reset_parameters()
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor, need_weights: bool = False):
+        b, t, d = x.shape
+        qkv = self.qkv(x).view(b, t, 3, self.heads, d // self.heads)  # (B, T, 3, H, hs)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, H, T, hs)
+        mask = keep[:, None, None, :]  # (B, 1, 1, T): which keys every query may attend to
+        p = self.dropout if self.training else 0.0
+        if not need_weights:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+            return self.proj(out.transpose(1, 2).reshape(b, t, d))  # (B, T, d)
+        scores = (q @ k.transpose(-2, -1)) / math.sqrt(d // self.heads)  # (B, H, T, T)
+        weights = scores.masked_fill(~mask, float("-inf")).softmax(dim=-1)
+        out = F.dropout(weights, p, self.training) @ v  # (B, H, T, hs)
+        return self.proj(out.transpose(1, 2).reshape(b, t, d)), weights.mean(dim=1)
+
+
+class EncoderLayer(nn.Module):
+    """Pre-norm transformer block: ``x + attn(norm(x))``, then ``x + mlp(norm(x))`` (GELU);
+    the function of ``nn.TransformerEncoderLayer(norm_first=True, activation="gelu")``.
+
+    Shapes:
+        x ``[B, T, dim]``, keep ``[B, T]`` -> ``[B, T, dim]`` (and ``[B, T, T]`` weights).
+    """
+
+    def __init__(self, dim: int, heads: int, hidden: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.attn = SelfAttention(dim, heads, dropout)
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim)
+        )
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor, need_weights: bool = False):
+        a = self.attn(self.norm1(x), keep, need_weights)
+        a, weights = a if need_weights else (a, None)
+        x = x + self.dropout(a)
+        x = x + self.dropout(self.mlp(self.norm2(x)))
+        return (x, weights) if need_weights else x
 
 
 class TransformerSequence(nn.Module):
@@ -115,16 +164,9 @@ class TransformerSequence(nn.Module):
         self.dim, self.depth, self.heads, self.rows = dim, depth, heads, rows
         self.cls = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos_proj = nn.Linear(dim, dim)
-        layer = nn.TransformerEncoderLayer(
-            dim,
-            heads,
-            int(dim * mlp_ratio),
-            dropout,
-            activation="gelu",
-            batch_first=True,
-            norm_first=True,
+        self.layers = nn.ModuleList(
+            EncoderLayer(dim, heads, int(dim * mlp_ratio), dropout) for _ in range(depth)
         )
-        self.encoder = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(dim)
         nn.init.normal_(self.cls, std=0.02)
 
@@ -132,23 +174,20 @@ class TransformerSequence(nn.Module):
         """Returns ``(cls, tokens)``, plus with ``return_attention`` the CLS token's attention
         to every region ``[depth, N]`` (per layer, averaged over heads)."""
         h = h + self.pos_proj(sincos_2d(pos, self.dim))
-        tokens, mask, perm = to_sequence(h, pos, batch, self.rows)  # (B, T, d), (B, T)
+        tokens, mask, slot = to_sequence(h, pos, batch, self.rows)  # (B, T, d), (B, T)
         cls = self.cls.expand(tokens.size(0), -1, -1)  # (B, 1, d)
         seq = torch.cat([cls, tokens], dim=1)  # (B, 1+T, d)
-        pad = torch.cat([mask.new_zeros(mask.size(0), 1), ~mask], dim=1)  # (B, 1+T) True = padding
-        if not return_attention:
-            seq = self.norm(self.encoder(seq, src_key_padding_mask=pad))
-            return seq[:, 0], from_sequence(seq[:, 1:], mask, perm)
-        with capture_attention(self.encoder) as maps:
-            seq = self.norm(self.encoder(seq, src_key_padding_mask=pad))
-        cls_to_regions = torch.stack(
-            [from_sequence(m[:, 0, 1:, None], mask, perm)[:, 0] for m in maps]
-        )
-        return (
-            seq[:, 0],
-            from_sequence(seq[:, 1:], mask, perm),
-            cls_to_regions,
-        )  # (B, d), (N, d), (L, N)
+        keep = torch.cat([mask.new_ones(mask.size(0), 1), mask], dim=1)  # (B, 1+T) True = real
+        maps = []
+        for layer in self.layers:
+            if return_attention:
+                seq, weights = layer(seq, keep, need_weights=True)
+                maps.append(from_sequence(weights[:, 0, 1:, None], slot)[:, 0])  # (N,)
+            else:
+                seq = layer(seq, keep)
+        seq = self.norm(seq)
+        out = (seq[:, 0], from_sequence(seq[:, 1:], slot))  # (B, d), (N, d)
+        return (*out, torch.stack(maps)) if return_attention else out  # ... (L, N)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(dim={self.dim}, depth={self.depth}, heads={self.heads})"

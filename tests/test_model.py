@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch_geometric.utils import to_dense_batch
 
 from graphvision.features import RegionFeatures, load_backbone, pool_regions
 from graphvision.gnn import LAYERS, RegionGNN
@@ -62,10 +63,14 @@ def test_raster_order_and_round_trip():
     # graph 0: row 0 holds nodes 1 (x=.1) and 0 (x=.9); row 3 holds node 2. graph 1: node 4 (row 0), node 3 (row 2)
     assert perm.tolist() == [1, 0, 2, 4, 3]
     h = torch.randn(5, 8)
-    tokens, mask, perm = to_sequence(h, pos, batch, rows=4)
+    tokens, mask, slot = to_sequence(h, pos, batch, rows=4)
     assert tokens.shape == (2, 3, 8) and mask.tolist() == [[True, True, True], [True, True, False]]
     assert torch.equal(tokens[0, 0], h[1])
-    assert torch.equal(from_sequence(tokens, mask, perm), h)
+    assert slot.tolist() == [1, 0, 2, 4, 3]  # flat places in the [2 * 3] padded layout
+    assert torch.equal(from_sequence(tokens, slot), h)
+    # the layout is PyG's to_dense_batch of the raster-ordered nodes
+    dense, dense_mask = to_dense_batch(h[perm], batch[perm])
+    assert torch.equal(tokens, dense) and torch.equal(mask, dense_mask)
 
 
 def test_sincos_2d_distinguishes_positions():
