@@ -223,16 +223,23 @@ class GraphVisionModule(L.LightningModule):
                 self.log(f"val/rel_{name}", value)
             self.val_rel_recall.reset()
 
-    def configure_optimizers(self):
+    def make_optimizer(self, fused: bool = False) -> torch.optim.AdamW:
+        """AdamW over the trainable parameters, without weight decay on biases and norms.
+        ``fused``: PyTorch's single-kernel step (several times faster per step on CPU)."""
         decay = [p for p in self.parameters() if p.requires_grad and p.ndim >= 2]
         no_decay = [p for p in self.parameters() if p.requires_grad and p.ndim < 2]
-        opt = torch.optim.AdamW(
+        return torch.optim.AdamW(
             [
                 {"params": decay, "weight_decay": self.hparams.weight_decay},
                 {"params": no_decay, "weight_decay": 0.0},
             ],
             lr=self.hparams.lr,
+            fused=fused,
         )
+
+    def configure_optimizers(self):
+        # Lightning's mixed-precision plugins refuse to clip gradients of a fused optimizer
+        opt = self.make_optimizer(fused="mixed" not in str(self.trainer.precision))
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         warmup = int(self.hparams.warmup_fraction * total)
 
