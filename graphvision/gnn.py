@@ -53,7 +53,7 @@ class RegionGNN(nn.Module):
     Args:
         channels: node width in and out.
         edge_dim: width of the raw ``edge_attr`` (default 5).
-        layer: one of :data:`LAYERS` (default ``gatv2``).
+        layer: one of :data:`LAYERS` (default ``gcn``).
         num_layers: blocks (default 2; 0 is the identity).
         heads: attention heads for ``gatv2`` and ``gps`` (default 4).
         dropout: default 0.0.
@@ -68,7 +68,7 @@ class RegionGNN(nn.Module):
         self,
         channels: int,
         edge_dim: int = 5,
-        layer: str = "gatv2",
+        layer: str = "gcn",
         num_layers: int = 2,
         heads: int = 4,
         dropout: float = 0.0,
