@@ -248,8 +248,11 @@ def bench_prepare(args) -> dict:
 
 
 # ------------------------------------------------------------------------------ train
-def _default_module_and_batch(n_segments: int, batch_size: int, tmp: Path):
-    """The default config's model and one training batch of real synthetic scenes."""
+def _default_module_and_batch(
+    n_segments: int, batch_size: int, tmp: Path, overrides: list[str] | None = None
+):
+    """The default config's model (plus ``overrides``, Hydra syntax) and one training batch
+    of real synthetic scenes."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.utils import instantiate
@@ -269,6 +272,7 @@ def _default_module_and_batch(n_segments: int, batch_size: int, tmp: Path):
                 f"data.regions.n_segments={n_segments}",
                 f"data.batch_size={batch_size}",
                 "data.prepare_workers=2",
+                *(overrides or []),
             ],
         )
     dm = instantiate(cfg.data)
@@ -280,9 +284,9 @@ def _default_module_and_batch(n_segments: int, batch_size: int, tmp: Path):
     return module, batch
 
 
-def _time_steps(*steps, repeats: int) -> list[float]:
-    """Median seconds of each step; the steps take turns (after one warm-up each), so a
-    change in the machine's load falls on all of them alike."""
+def _time_steps(*steps, repeats: int) -> list[list[float]]:
+    """Seconds of each step, ``repeats`` times; the steps take turns (after one warm-up
+    each), so a change in the machine's load falls on all of them alike."""
     for step in steps:
         step()  # warm-up
     times: list[list[float]] = [[] for _ in steps]
@@ -291,16 +295,22 @@ def _time_steps(*steps, repeats: int) -> list[float]:
             t0 = time.perf_counter()
             step()
             seconds.append(time.perf_counter() - t0)
-    return [statistics.median(seconds) for seconds in times]
+    return times
 
 
 def bench_train(args) -> dict:
     import torch
 
-    out: dict = {"batch_size": args.batch_size}
+    out: dict = {"batch_size": args.batch_size, "overrides": args.override}
     with tempfile.TemporaryDirectory() as tmp:
-        module, batch = _default_module_and_batch(100, args.batch_size, Path(tmp) / "d100")
+        module, batch = _default_module_and_batch(
+            100, args.batch_size, Path(tmp) / "d100", args.override
+        )
         module.train()
+        out["model"] = {
+            "gnn": module.hparams.gnn.get("layer"),
+            "sequence": module.hparams.sequence["_target_"].rsplit(".", 1)[-1],
+        }
         opt = module.make_optimizer(fused=True)  # what configure_optimizers gives a CPU run
 
         def full_step():
@@ -318,25 +328,32 @@ def bench_train(args) -> dict:
             backbone.feature_map(batch.image).mean().backward()
             bopt.step()
 
-        full, bb = _time_steps(full_step, backbone_step, repeats=args.repeats)
+        fulls, bbs = _time_steps(full_step, backbone_step, repeats=args.repeats)
+        full, bb = statistics.median(fulls), statistics.median(bbs)
+        pairs = sorted(
+            f / b for f, b in zip(fulls, bbs)
+        )  # each full step / the backbone step after it
         n = batch.num_graphs
         out["default"] = {
             "regions_per_image": round(batch.num_nodes / n, 1),
             "full_step_images_per_s": round(n / full, 1),
             "backbone_step_images_per_s": round(n / bb, 1),
             "full_over_backbone_time": round(full / bb, 3),
+            "pair_ratio_min_max": [round(pairs[0], 3), round(pairs[-1], 3)],
         }
         print(
-            f"\ntrain step, batch {n}, {out['default']['regions_per_image']} regions/img: full "
-            f"{n / full:.1f} img/s, backbone alone {n / bb:.1f} img/s -> full/backbone time "
-            f"{full / bb:.3f}x"
+            f"\ntrain step, {out['model']}, batch {n}, {out['default']['regions_per_image']} "
+            f"regions/img: full {n / full:.1f} img/s, backbone alone {n / bb:.1f} img/s -> "
+            f"full/backbone time {full / bb:.3f}x (pair by pair {pairs[0]:.3f}-{pairs[-1]:.3f}x)"
         )
         scaling = []
         for k in args.regions:
-            module, batch = _default_module_and_batch(k, args.batch_size, Path(tmp) / f"d{k}")
+            module, batch = _default_module_and_batch(
+                k, args.batch_size, Path(tmp) / f"d{k}", args.override
+            )
             module.train()
             opt = module.make_optimizer(fused=True)
-            (seconds,) = _time_steps(full_step, repeats=args.repeats)
+            seconds = statistics.median(_time_steps(full_step, repeats=args.repeats)[0])
             scaling.append(
                 {
                     "n_segments": k,
@@ -381,8 +398,14 @@ def main(argv: list[str] | None = None) -> dict:
     )
     p.add_argument("--out", required=True)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=10, help="timed steps of each kind")
     p.add_argument("--regions", type=int, nargs="+", default=[100, 200, 400, 800, 1600])
+    p.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        help="a Hydra override of the model measured, e.g. model/gnn=gatv2 (repeatable)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     import torch

@@ -59,9 +59,12 @@ def test_bench_train_json(tmp_path, monkeypatch):
             "--regions",
             "50",
             "100",
+            "--override",
+            "model/gnn=gatv2",
         ]
     )
     assert (
         result["default"]["full_over_backbone_time"] > 0
     )  # a ratio, not judged here: timings are not tests
+    assert result["model"] == {"gnn": "gatv2", "sequence": "TransformerSequence"}
     assert len(result["scaling"]) == 2 and isinstance(result["growth_exponent"], float)
