@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from graphvision.sequence import from_sequence, sincos_2d, to_sequence
+from graphvision.sequence import cls_attention, from_sequence, to_sequence_with_cls
 
 log = logging.getLogger(__name__)
 
@@ -34,18 +34,6 @@ def _transformers():
             'pip install -e ".[lm]"'
         ) from err
     return transformers
-
-
-def _sequence_with_cls(module: nn.Module, h, pos, batch, rows: int):
-    """Raster-ordered tokens with the 2-D encoding and a CLS token in front.
-
-    Returns ``seq [B, 1+T, d]``, ``valid [B, 1+T]`` (True = real token), ``mask [B, T]``, ``slot [N]``.
-    """
-    h = h + module.pos_proj(sincos_2d(pos, h.size(1)))
-    tokens, mask, slot = to_sequence(h, pos, batch, rows)  # (B, T, d), (B, T)
-    seq = torch.cat([module.cls.expand(tokens.size(0), -1, -1), tokens], dim=1)  # (B, 1+T, d)
-    valid = torch.cat([mask.new_ones(mask.size(0), 1), mask], dim=1)  # (B, 1+T)
-    return seq, valid, mask, slot
 
 
 def balance_loss(
@@ -104,7 +92,7 @@ class DeepseekV3Sequence(nn.Module):
         self.expert_load: torch.Tensor | None = None
 
     def forward(self, h, pos, batch, return_attention: bool = False):
-        seq, valid, mask, slot = _sequence_with_cls(self, h, pos, batch, self.rows)
+        seq, valid, slot = to_sequence_with_cls(h, pos, batch, self.cls, self.pos_proj, self.rows)
         b, t = valid.shape
         # a 4-D mask is used as given: every real token attends to every real token
         attention_mask = valid[:, None, None, :].expand(b, 1, t, t)
@@ -142,8 +130,7 @@ class DeepseekV3Sequence(nn.Module):
         cls, tokens = hidden[:, 0], from_sequence(hidden[:, 1:], slot)
         if not return_attention:
             return cls, tokens
-        maps = [a.mean(1)[:, 0, 1:, None] for a in out.attentions]  # per layer (B, T, 1)
-        return cls, tokens, torch.stack([from_sequence(m, slot)[:, 0] for m in maps])
+        return cls, tokens, cls_attention([a.mean(1) for a in out.attentions], slot)
 
     def _moe_layers(self):
         return [layer for layer in self.model.layers if hasattr(layer.mlp, "gate")]
@@ -239,7 +226,7 @@ class PretrainedLMSequence(nn.Module):
         return self
 
     def forward(self, h, pos, batch, return_attention: bool = False):
-        seq, valid, mask, slot = _sequence_with_cls(self, h, pos, batch, self.rows)
+        seq, valid, slot = to_sequence_with_cls(h, pos, batch, self.cls, self.pos_proj, self.rows)
         kwargs = {"output_attentions": True} if return_attention else {}
         if return_attention:
             self.lm.config._attn_implementation = "eager"
@@ -252,8 +239,7 @@ class PretrainedLMSequence(nn.Module):
         cls, tokens = hidden[:, 0], from_sequence(hidden[:, 1:], slot)
         if not return_attention:
             return cls, tokens
-        maps = [a.mean(1)[:, 0, 1:, None] for a in out.attentions]
-        return cls, tokens, torch.stack([from_sequence(m, slot)[:, 0] for m in maps])
+        return cls, tokens, cls_attention([a.mean(1) for a in out.attentions], slot)
 
     def __repr__(self) -> str:
         return (

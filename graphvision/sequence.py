@@ -65,6 +65,37 @@ def from_sequence(tokens: torch.Tensor, slot: torch.Tensor) -> torch.Tensor:
     return tokens.reshape(-1, tokens.size(-1)).index_select(0, slot)
 
 
+def to_sequence_with_cls(
+    h: torch.Tensor,
+    pos: torch.Tensor,
+    batch: torch.Tensor,
+    cls: torch.Tensor,
+    pos_proj: nn.Module,
+    rows: int = 16,
+):
+    """What every sequence stage reads: node features plus their projected 2-D position
+    encoding, raster-ordered and padded (:func:`to_sequence`), the ``cls [1, 1, d]`` token
+    in front.
+
+    Returns:
+        ``seq [B, 1+T, d]``, ``keep [B, 1+T]`` (True = a real token), ``slot [N]``.
+    """
+    h = h + pos_proj(sincos_2d(pos, h.size(1)))
+    tokens, mask, slot = to_sequence(h, pos, batch, rows)  # (B, T, d), (B, T)
+    seq = torch.cat([cls.expand(tokens.size(0), -1, -1), tokens], dim=1)  # (B, 1+T, d)
+    keep = torch.cat([mask.new_ones(mask.size(0), 1), mask], dim=1)  # (B, 1+T)
+    return seq, keep, slot
+
+
+def cls_attention(maps, slot: torch.Tensor) -> torch.Tensor:
+    """The CLS token's attention to every region, per layer, in node order.
+
+    Shapes:
+        maps: one head-averaged ``[B, 1+T, 1+T]`` per layer, slot ``[N]`` -> ``[layers, N]``.
+    """
+    return torch.stack([from_sequence(m[:, 0, 1:, None], slot)[:, 0] for m in maps])
+
+
 class SelfAttention(nn.Module):
     """Multi-head self-attention over a padded sequence, on PyTorch's fused
     ``scaled_dot_product_attention``. The same function as ``nn.MultiheadAttention`` with
@@ -173,21 +204,17 @@ class TransformerSequence(nn.Module):
     def forward(self, h, pos, batch, return_attention: bool = False):
         """Returns ``(cls, tokens)``, plus with ``return_attention`` the CLS token's attention
         to every region ``[depth, N]`` (per layer, averaged over heads)."""
-        h = h + self.pos_proj(sincos_2d(pos, self.dim))
-        tokens, mask, slot = to_sequence(h, pos, batch, self.rows)  # (B, T, d), (B, T)
-        cls = self.cls.expand(tokens.size(0), -1, -1)  # (B, 1, d)
-        seq = torch.cat([cls, tokens], dim=1)  # (B, 1+T, d)
-        keep = torch.cat([mask.new_ones(mask.size(0), 1), mask], dim=1)  # (B, 1+T) True = real
+        seq, keep, slot = to_sequence_with_cls(h, pos, batch, self.cls, self.pos_proj, self.rows)
         maps = []
         for layer in self.layers:
             if return_attention:
-                seq, weights = layer(seq, keep, need_weights=True)
-                maps.append(from_sequence(weights[:, 0, 1:, None], slot)[:, 0])  # (N,)
+                seq, weights = layer(seq, keep, need_weights=True)  # weights (B, 1+T, 1+T)
+                maps.append(weights)
             else:
                 seq = layer(seq, keep)
         seq = self.norm(seq)
         out = (seq[:, 0], from_sequence(seq[:, 1:], slot))  # (B, d), (N, d)
-        return (*out, torch.stack(maps)) if return_attention else out  # ... (L, N)
+        return (*out, cls_attention(maps, slot)) if return_attention else out  # ... (L, N)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(dim={self.dim}, depth={self.depth}, heads={self.heads})"
