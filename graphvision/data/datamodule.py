@@ -261,6 +261,13 @@ class CocoDataModule(RegionGraphDataModule):
         return info
 
 
+def settings_digest(settings) -> str:
+    """Ten hex digits naming a generated dataset's folder after the settings that made it
+    (SHA-1 of their sorted JSON; tuples count as lists)."""
+    blob = json.dumps(settings, sort_keys=True, default=list)
+    return hashlib.sha1(blob.encode()).hexdigest()[:10]
+
+
 class SyntheticDataModule(CocoDataModule):
     """Embedded default: coloured shapes on textured backgrounds, generated on first use
     into ``data_dir/synthetic/<settings digest>/`` in COCO format, then read as COCO.
@@ -296,13 +303,7 @@ class SyntheticDataModule(CocoDataModule):
         }
         self.counts = {"train": int(num_train), "val": int(num_val)}
         self.seed = int(seed)
-        digest = hashlib.sha1(
-            json.dumps(
-                {"scene": self.scene, "counts": self.counts, "seed": self.seed},
-                sort_keys=True,
-                default=list,
-            ).encode()
-        ).hexdigest()[:10]
+        digest = settings_digest({"scene": self.scene, "counts": self.counts, "seed": self.seed})
         super().__init__(
             root=str(Path(data_dir) / "synthetic" / digest),
             train_split="train",
@@ -381,9 +382,7 @@ class SyntheticFolderDataModule(ImageFolderDataModule):
     ) -> None:
         self.counts = {"train": int(per_class_train), "val": int(per_class_val)}
         self.size, self.seed = int(image_size), int(seed)
-        digest = hashlib.sha1(
-            json.dumps([self.counts, self.size, self.seed], sort_keys=True).encode()
-        ).hexdigest()[:10]
+        digest = settings_digest([self.counts, self.size, self.seed])
         super().__init__(root=str(Path(data_dir) / "synthetic_folder" / digest), **kwargs)
 
     def generate(self) -> None:
