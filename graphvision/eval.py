@@ -105,14 +105,12 @@ def write_breakdowns(model: GraphVisionModule, loader, out_dir: Path) -> tuple[P
 
 
 def plot_confusion(confusion: torch.Tensor, names: list[str], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from graphvision.viz import file_figure
 
     counts = confusion.double()
     rates = counts / counts.sum(1, keepdim=True).clamp_min(1)
-    fig, ax = plt.subplots(figsize=(5.5, 5))
+    fig, axes = file_figure(figsize=(5.5, 5))
+    ax = axes[0, 0]
     im = ax.imshow(rates.numpy(), cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
     ax.set_yticks(range(len(names)), names)
@@ -133,7 +131,6 @@ def plot_confusion(confusion: torch.Tensor, names: list[str], path: Path) -> Non
     ax.set_title("relation confusion (validation)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")

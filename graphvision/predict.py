@@ -128,15 +128,10 @@ def predict_image(
 
 def draw_prediction(result: dict, graph, out: dict, path: Path) -> None:
     """The PNG overlay: region graph coloured by attention (+ the predicted scene graph)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from graphvision.viz import draw_region_graph, draw_scene_graph
+    from graphvision.viz import draw_region_graph, draw_scene_graph, file_figure
 
     panels = 2 if result.get("objects") else 1
-    fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 5.5), squeeze=False)
+    fig, axes = file_figure(1, panels, figsize=(6 * panels, 5.5))
     draw_region_graph(
         graph.image,
         graph.segments,
@@ -165,7 +160,6 @@ def draw_prediction(result: dict, graph, out: dict, path: Path) -> None:
         axes[0, 1].set_title("predicted objects and relations", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def predict(cfg: DictConfig) -> list[Path]:

@@ -114,16 +114,14 @@ def markdown_table(rows: list[dict], metrics: list[str]) -> str:
 
 
 def plot(rows: list[dict], metric: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from graphvision.viz import file_figure
 
     names = [r["configuration"] for r in rows]
     values = [[v for v in r["metrics"].get(metric, []) if v is not None] for r in rows]
     means = [statistics.mean(v) if v else 0.0 for v in values]
     stds = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in values]
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(rows) + 2), 4))
+    fig, axes = file_figure(figsize=(max(4.0, 1.2 * len(rows) + 2), 4))
+    ax = axes[0, 0]
     ax.bar(range(len(rows)), means, yerr=stds, capsize=4, color="#6baed6")
     for i, v in enumerate(values):
         ax.scatter([i] * len(v), v, color="black", s=10, zorder=3)
@@ -132,7 +130,6 @@ def plot(rows: list[dict], metric: str, path: Path) -> None:
     ax.set_title(f"{metric}: mean ± std over seeds (dots: runs)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def optuna_section(root: Path, runs: list[dict], metric: str) -> str:

@@ -27,6 +27,15 @@ def _np(x) -> np.ndarray:
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
+def file_figure(nrows: int = 1, ncols: int = 1, figsize=(6, 6)):
+    """A figure to save to a file, made without pyplot: no backend is switched (a notebook
+    keeps its own) and nothing stays open. Returns the figure and ``axes [nrows, ncols]``."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, squeeze=False)
+
+
 def _axes(ax, size=(6, 6)):
     if ax is None:
         import matplotlib.pyplot as plt
