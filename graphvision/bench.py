@@ -330,9 +330,8 @@ def bench_train(args) -> dict:
 
         fulls, bbs = _time_steps(full_step, backbone_step, repeats=args.repeats)
         full, bb = statistics.median(fulls), statistics.median(bbs)
-        pairs = sorted(
-            f / b for f, b in zip(fulls, bbs)
-        )  # each full step / the backbone step after it
+        # each full step over the backbone step timed right after it
+        pairs = sorted(f / b for f, b in zip(fulls, bbs))
         n = batch.num_graphs
         out["default"] = {
             "regions_per_image": round(batch.num_nodes / n, 1),

@@ -22,9 +22,8 @@ def _encode(names: tuple[str, ...], path: str) -> torch.Tensor:
     with torch.no_grad():
         hidden = model(**batch).last_hidden_state  # (C, L, D)
     mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(
-        1
-    )  # mean over real tokens (sentence-transformers)
+    # mean over the real tokens, as sentence-transformers pools
+    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1)  # (C, D)
     log.info("embedded %d category names with %s", len(names), path)
     return F.normalize(pooled, dim=-1)
 
