@@ -8,24 +8,28 @@
   default, between two trainable linear maps (the LM4VisualEncoding recipe), optionally
   only its last ``k`` layers, with no causal mask.
 
-Both need the ``lm`` extra (``pip install -e ".[lm]"``); both take and return what
-:class:`graphvision.sequence.TransformerSequence` does.
+Both need the ``lm`` extra (``pip install -e ".[lm]"``); both are
+:class:`~graphvision.sequence.TokenSequenceStage` s, like
+:class:`graphvision.sequence.TransformerSequence`.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from graphvision.sequence import cls_attention, from_sequence, to_sequence_with_cls
+from graphvision.sequence import SequenceOutput, TokenSequenceStage
 
 log = logging.getLogger(__name__)
 
 
-def _transformers():
+def require_transformers():
+    """The ``transformers`` module; an ImportError naming the extra if it is missing."""
     try:
         import transformers
     except ImportError as err:
@@ -59,7 +63,23 @@ def balance_loss(
     return (f * p).sum(), load
 
 
-class DeepseekV3Sequence(nn.Module):
+@contextmanager
+def attention_implementation(model, name: str | None) -> Iterator[None]:
+    """Runs a ``transformers`` model with another attention implementation (``"eager"``
+    returns attention weights, ``"sdpa"`` does not), then restores the one it had;
+    ``None`` leaves it as it is."""
+    previous = model.config._attn_implementation
+    if name is None or previous == name:
+        yield
+        return
+    model.set_attn_implementation(name)
+    try:
+        yield
+    finally:
+        model.set_attn_implementation(previous)
+
+
+class DeepseekV3Sequence(TokenSequenceStage):
     """Regions through a randomly initialised DeepSeek-V3 model, bidirectionally.
 
     Args:
@@ -68,52 +88,52 @@ class DeepseekV3Sequence(nn.Module):
             ``q_lora_rank``, ``kv_lora_rank``, ``qk_rope_head_dim``, ``qk_nope_head_dim``,
             ``v_head_dim``, ``n_routed_experts``, ``num_experts_per_tok``, ``n_shared_experts``,
             ``moe_intermediate_size``, ``first_k_dense_replace``, ...).
+        balance_weight: weight of DeepSeek's expert balance loss in the training loss
+            (default 0.01).
         rows: raster rows used to order regions (default 16).
 
-    After each forward, ``aux_loss`` holds the balance loss summed over the MoE layers and
-    ``expert_load`` each expert's share of the routed tokens (averaged over layers).
+    After each forward, :meth:`extra_losses` gives ``balance``, the balance loss summed
+    over the MoE layers, and :meth:`statistics` each expert's share of the routed tokens
+    (averaged over layers, ``expert_<i>_load``) and ``expert_load_max`` (the largest share
+    times the number of experts: 1 when balanced).
     """
 
-    def __init__(self, dim: int, config: dict | None = None, rows: int = 16) -> None:
-        super().__init__()
-        tf = _transformers()
+    def __init__(
+        self, dim: int, config: dict | None = None, balance_weight: float = 0.01, rows: int = 16
+    ) -> None:
+        tf = require_transformers()
         fields = {"vocab_size": 8, "max_position_embeddings": 4096, "n_group": 1, "topk_group": 1,
                   **(config or {}), "hidden_size": dim}  # fmt: skip
-        self.config = tf.DeepseekV3Config(**fields)
-        self.config._attn_implementation = "sdpa"
-        self.model = tf.DeepseekV3Model(self.config)
+        config = tf.DeepseekV3Config(**fields, attn_implementation="sdpa")
+        model = tf.DeepseekV3Model(config)  # built first: its random init comes before ours
+        super().__init__(dim, rows)
+        self.config, self.model = config, model
         for layer in self.model.layers:
             layer.self_attn.is_causal = False  # regions have no order to respect
-        self.dim, self.rows = dim, rows
-        self.cls = nn.Parameter(torch.zeros(1, 1, dim))
-        self.pos_proj = nn.Linear(dim, dim)
-        nn.init.normal_(self.cls, std=0.02)
-        self.aux_loss: torch.Tensor | None = None
-        self.expert_load: torch.Tensor | None = None
+        self.loss_weights = {"balance": float(balance_weight)}
+        self._balance: torch.Tensor | None = None
+        self._load: torch.Tensor | None = None
+        self.reset_parameters()
 
-    def forward(self, h, pos, batch, return_attention: bool = False):
-        seq, valid, slot = to_sequence_with_cls(h, pos, batch, self.cls, self.pos_proj, self.rows)
+    def forward(self, h, pos, batch, return_attention: bool = False) -> SequenceOutput:
+        seq, valid, slot = self.embed(h, pos, batch)
         b, t = valid.shape
         # a 4-D mask is used as given: every real token attends to every real token
         attention_mask = valid[:, None, None, :].expand(b, 1, t, t)
         position_ids = torch.arange(t, device=seq.device)[None].expand(b, t)
-        kwargs = {"output_router_logits": True}
         if return_attention:  # eager attention returns its weights; it takes an additive mask
-            self.model.config._attn_implementation = "eager"
-            kwargs["output_attentions"] = True
             attention_mask = torch.zeros(
                 b, 1, t, t, dtype=seq.dtype, device=seq.device
             ).masked_fill(~attention_mask, torch.finfo(seq.dtype).min)
-        try:
+        with attention_implementation(self.model, "eager" if return_attention else None):
             out = self.model(
                 inputs_embeds=seq,
                 attention_mask=attention_mask,
                 position_ids=position_ids,
                 use_cache=False,
-                **kwargs,
+                output_router_logits=True,
+                output_attentions=return_attention,
             )
-        finally:
-            self.model.config._attn_implementation = "sdpa"
         losses, loads = [], []
         for layer, logits in zip(self._moe_layers(), out.router_logits or ()):
             loss, load = balance_loss(
@@ -124,13 +144,20 @@ class DeepseekV3Sequence(nn.Module):
             )
             losses.append(loss)
             loads.append(load.detach())
-        self.aux_loss = torch.stack(losses).sum() if losses else None
-        self.expert_load = torch.stack(loads).mean(0) if loads else None
-        hidden = out.last_hidden_state  # (B, 1+T, d)
-        cls, tokens = hidden[:, 0], from_sequence(hidden[:, 1:], slot)
-        if not return_attention:
-            return cls, tokens
-        return cls, tokens, cls_attention([a.mean(1) for a in out.attentions], slot)
+        self._balance = torch.stack(losses).sum() if losses else None
+        self._load = torch.stack(loads).mean(0) if loads else None
+        maps = [a.mean(1) for a in out.attentions] if return_attention else None
+        return self.output(out.last_hidden_state, slot, maps)  # hidden (B, 1+T, d)
+
+    def extra_losses(self) -> dict[str, torch.Tensor]:
+        return {} if self._balance is None else {"balance": self._balance}
+
+    def statistics(self) -> dict[str, torch.Tensor]:
+        if self._load is None:
+            return {}
+        stats = {f"expert_{i}_load": share for i, share in enumerate(self._load)}
+        stats["expert_load_max"] = self._load.max() * self._load.numel()
+        return stats
 
     def _moe_layers(self):
         return [layer for layer in self.model.layers if hasattr(layer.mlp, "gate")]
@@ -167,7 +194,7 @@ def _layer_list(model: nn.Module) -> tuple[nn.Module, str]:
     )
 
 
-class PretrainedLMSequence(nn.Module):
+class PretrainedLMSequence(TokenSequenceStage):
     """Regions through a pretrained language model's transformer, between trainable maps.
 
     Args:
@@ -186,14 +213,15 @@ class PretrainedLMSequence(nn.Module):
         last_k: int | None = None,
         rows: int = 16,
     ) -> None:
-        super().__init__()
-        tf = _transformers()
+        tf = require_transformers()
         path = path or default_lm_path()
         if not Path(path).is_dir():
             raise FileNotFoundError(
                 f"model.sequence.path={path} is not a local Hugging Face checkpoint folder"
             )
-        self.lm = tf.AutoModel.from_pretrained(path, local_files_only=True)
+        lm = tf.AutoModel.from_pretrained(path, local_files_only=True)
+        super().__init__(dim, rows)
+        self.lm = lm
         owner, name = _layer_list(self.lm)
         if last_k:
             setattr(owner, name, getattr(owner, name)[-last_k:])
@@ -202,12 +230,10 @@ class PretrainedLMSequence(nn.Module):
             if hasattr(module, "is_causal"):
                 module.is_causal = False
         hidden = self.lm.config.hidden_size
-        self.dim, self.rows, self.freeze, self.path = dim, rows, freeze, path
-        self.cls = nn.Parameter(torch.zeros(1, 1, dim))
-        self.pos_proj = nn.Linear(dim, dim)
+        self.freeze, self.path = freeze, path
         self.adapter_in = nn.Linear(dim, hidden)
         self.adapter_out = nn.Linear(hidden, dim)
-        nn.init.normal_(self.cls, std=0.02)
+        self.reset_parameters()
         if freeze:
             self.lm.requires_grad_(False)
             self.lm.eval()
@@ -225,21 +251,16 @@ class PretrainedLMSequence(nn.Module):
             self.lm.eval()  # no dropout in frozen weights
         return self
 
-    def forward(self, h, pos, batch, return_attention: bool = False):
-        seq, valid, slot = to_sequence_with_cls(h, pos, batch, self.cls, self.pos_proj, self.rows)
-        kwargs = {"output_attentions": True} if return_attention else {}
-        if return_attention:
-            self.lm.config._attn_implementation = "eager"
-        try:
-            out = self.lm(inputs_embeds=self.adapter_in(seq), attention_mask=valid.long(), **kwargs)
-        finally:
-            if return_attention:
-                self.lm.config._attn_implementation = "sdpa"
-        hidden = self.adapter_out(out.last_hidden_state)  # (B, 1+T, d)
-        cls, tokens = hidden[:, 0], from_sequence(hidden[:, 1:], slot)
-        if not return_attention:
-            return cls, tokens
-        return cls, tokens, cls_attention([a.mean(1) for a in out.attentions], slot)
+    def forward(self, h, pos, batch, return_attention: bool = False) -> SequenceOutput:
+        seq, valid, slot = self.embed(h, pos, batch)
+        with attention_implementation(self.lm, "eager" if return_attention else None):
+            out = self.lm(
+                inputs_embeds=self.adapter_in(seq),
+                attention_mask=valid.long(),
+                output_attentions=return_attention,
+            )
+        maps = [a.mean(1) for a in out.attentions] if return_attention else None
+        return self.output(self.adapter_out(out.last_hidden_state), slot, maps)  # (B, 1+T, d)
 
     def __repr__(self) -> str:
         return (

@@ -4,11 +4,19 @@ Regions are put in raster order of their centroids (rows of ``1 / rows`` height,
 right), get a 2-D sinusoidal encoding of the centroid, and a learned CLS token is
 prepended. The one handoff from graph to sequence is :func:`to_sequence` (the layout of
 PyG's ``to_dense_batch``); :func:`from_sequence` undoes it.
+
+Every sequence stage implements :class:`SequenceStage`: ``forward(h, pos, batch,
+return_attention)`` returns a :class:`SequenceOutput` ``(cls, tokens, attention)``, and
+:meth:`~SequenceStage.extra_losses`, :attr:`~SequenceStage.loss_weights` and
+:meth:`~SequenceStage.statistics` declare what the stage adds to the loss and to the logs.
+Stages that read a token sequence derive from :class:`TokenSequenceStage`, which owns the
+CLS token and the position projection.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -167,7 +175,81 @@ class EncoderLayer(nn.Module):
         return (x, weights) if need_weights else x
 
 
-class TransformerSequence(nn.Module):
+class SequenceOutput(NamedTuple):
+    """What every sequence stage returns, whatever its flags.
+
+    Shapes:
+        cls ``[B, dim]``, tokens ``[N, dim]`` (node order), attention ``[layers, N]`` (the CLS
+        token's attention to every region, per layer, averaged over heads) or ``None`` when
+        not asked for.
+    """
+
+    cls: torch.Tensor
+    tokens: torch.Tensor
+    attention: torch.Tensor | None = None
+
+
+class SequenceStage(nn.Module):
+    """The interface of the sequence stage (``model/sequence=...``).
+
+    ``forward(h [N, dim], pos [N, 2], batch [N], return_attention=False)`` returns a
+    :class:`SequenceOutput`. A stage that adds a term to the training loss returns it from
+    :meth:`extra_losses` (after each forward) with its weight in :attr:`loss_weights`, and
+    what it wants logged from :meth:`statistics`.
+    """
+
+    #: weight of each loss :meth:`extra_losses` returns, by name
+    loss_weights: dict[str, float] = {}
+
+    def forward(self, h, pos, batch, return_attention: bool = False) -> SequenceOutput:
+        raise NotImplementedError
+
+    def extra_losses(self) -> dict[str, torch.Tensor]:
+        """Loss terms of the last forward, by name (logged as ``<stage>/loss_<name>``)."""
+        return {}
+
+    def statistics(self) -> dict[str, torch.Tensor]:
+        """Values of the last forward to log, by name (``<stage>/<name>``)."""
+        return {}
+
+
+class TokenSequenceStage(SequenceStage):
+    """A sequence stage over raster-ordered region tokens with a learned CLS token in front.
+
+    Owns the CLS token ``cls [1, 1, dim]`` and ``pos_proj``, the projection of the 2-D
+    sin/cos position encoding added to every region token (:meth:`embed`). A subclass
+    builds its own layers and ends its ``__init__`` with :meth:`reset_parameters`.
+
+    Args:
+        dim: token width.
+        rows: raster rows used to order regions (default 16).
+    """
+
+    def __init__(self, dim: int, rows: int = 16) -> None:
+        super().__init__()
+        self.dim, self.rows = dim, rows
+        self.cls = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_proj = nn.Linear(dim, dim)
+
+    def reset_parameters(self) -> None:
+        nn.init.normal_(self.cls, std=0.02)
+
+    def embed(self, h: torch.Tensor, pos: torch.Tensor, batch: torch.Tensor):
+        """``seq [B, 1+T, d]``, ``keep [B, 1+T]`` and ``slot [N]`` (:func:`to_sequence_with_cls`)."""
+        return to_sequence_with_cls(h, pos, batch, self.cls, self.pos_proj, self.rows)
+
+    def output(self, hidden: torch.Tensor, slot: torch.Tensor, maps=None) -> SequenceOutput:
+        """The CLS vector, the region tokens in node order and, from per-layer head-averaged
+        maps ``[B, 1+T, 1+T]``, the CLS attention.
+
+        Shapes:
+            hidden ``[B, 1+T, d]``, slot ``[N]`` -> ``SequenceOutput``.
+        """
+        attention = cls_attention(maps, slot) if maps is not None else None
+        return SequenceOutput(hidden[:, 0], from_sequence(hidden[:, 1:], slot), attention)
+
+
+class TransformerSequence(TokenSequenceStage):
     """Pre-norm transformer encoder over the region tokens plus a CLS token.
 
     Args:
@@ -191,49 +273,45 @@ class TransformerSequence(nn.Module):
         dropout: float = 0.0,
         rows: int = 16,
     ) -> None:
-        super().__init__()
-        self.dim, self.depth, self.heads, self.rows = dim, depth, heads, rows
-        self.cls = nn.Parameter(torch.zeros(1, 1, dim))
-        self.pos_proj = nn.Linear(dim, dim)
+        super().__init__(dim, rows)
+        self.depth, self.heads = depth, heads
         self.layers = nn.ModuleList(
             EncoderLayer(dim, heads, int(dim * mlp_ratio), dropout) for _ in range(depth)
         )
         self.norm = nn.LayerNorm(dim)
-        nn.init.normal_(self.cls, std=0.02)
+        self.reset_parameters()
 
-    def forward(self, h, pos, batch, return_attention: bool = False):
-        """Returns ``(cls, tokens)``, plus with ``return_attention`` the CLS token's attention
-        to every region ``[depth, N]`` (per layer, averaged over heads)."""
-        seq, keep, slot = to_sequence_with_cls(h, pos, batch, self.cls, self.pos_proj, self.rows)
-        maps = []
+    def forward(self, h, pos, batch, return_attention: bool = False) -> SequenceOutput:
+        """With ``return_attention``, ``attention [depth, N]`` is filled."""
+        seq, keep, slot = self.embed(h, pos, batch)
+        maps = [] if return_attention else None
         for layer in self.layers:
             if return_attention:
                 seq, weights = layer(seq, keep, need_weights=True)  # weights (B, 1+T, 1+T)
                 maps.append(weights)
             else:
                 seq = layer(seq, keep)
-        seq = self.norm(seq)
-        out = (seq[:, 0], from_sequence(seq[:, 1:], slot))  # (B, d), (N, d)
-        return (*out, cls_attention(maps, slot)) if return_attention else out  # ... (L, N)
+        return self.output(self.norm(seq), slot, maps)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(dim={self.dim}, depth={self.depth}, heads={self.heads})"
 
 
-class NoSequence(nn.Module):
-    """Ablation: no sequence stage; the CLS vector is the mean of the region features."""
+class NoSequence(SequenceStage):
+    """Ablation: no sequence stage; the CLS vector is the mean of the region features, and
+    the "attention" is uniform over each image's regions (mean pooling)."""
 
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.dim = dim
         self.norm = nn.LayerNorm(dim)
 
-    def forward(self, h, pos, batch, return_attention: bool = False):
+    def forward(self, h, pos, batch, return_attention: bool = False) -> SequenceOutput:
         from torch_geometric.utils import scatter
 
         h = self.norm(h)
-        cls = scatter(h, batch, dim=0, reduce="mean")
+        cls = scatter(h, batch, dim=0, reduce="mean")  # (B, d)
         if not return_attention:
-            return cls, h
+            return SequenceOutput(cls, h)
         count = torch.bincount(batch).to(h.dtype)
-        return cls, h, (1.0 / count[batch])[None]  # mean pooling: uniform "attention" (1, N)
+        return SequenceOutput(cls, h, (1.0 / count[batch])[None])  # (1, N)

@@ -13,9 +13,9 @@ log = logging.getLogger(__name__)
 
 @functools.lru_cache(maxsize=8)
 def _encode(names: tuple[str, ...], path: str) -> torch.Tensor:
-    from graphvision.lm import _transformers
+    from graphvision.lm import require_transformers
 
-    tf = _transformers()
+    tf = require_transformers()
     tokenizer = tf.AutoTokenizer.from_pretrained(path, local_files_only=True)
     model = tf.AutoModel.from_pretrained(path, local_files_only=True).eval()
     batch = tokenizer(list(names), padding=True, return_tensors="pt")
