@@ -8,8 +8,13 @@ import torch
 from torch import nn
 from torch_geometric.utils import scatter
 
-#: Columns of the region descriptor ``x`` used for object geometry (see regions.NODE_FEATURES).
-_CX, _AREA, _BOX = 6, 8, slice(9, 13)
+from graphvision.regions import NODE_FEATURES
+
+#: Columns of the region descriptor ``x`` used for object geometry: centroid ``(cx, cy)``,
+#: area fraction and box ``(x0, y0, x1, y1)``, looked up in :data:`NODE_FEATURES`.
+_CX = NODE_FEATURES.index("cx")
+_AREA = NODE_FEATURES.index("area")
+_BOX = slice(NODE_FEATURES.index("x0"), NODE_FEATURES.index("y1") + 1)
 GEOMETRY_DIM = 8
 
 

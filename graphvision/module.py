@@ -1,4 +1,6 @@
-"""The LightningModule: losses, metrics and optimisers around :class:`GraphVisionNet`."""
+"""The LightningModule: the training loop, logging and optimiser around
+:class:`GraphVisionNet`. What is predicted, its losses and its metrics belong to the task
+(``graphvision/tasks/``); extra losses and statistics of a sequence stage to that stage."""
 
 from __future__ import annotations
 
@@ -6,13 +8,13 @@ import math
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
-from torchmetrics.classification import MulticlassAccuracy, MultilabelAveragePrecision
+from torch import nn
 
-from graphvision.heads import region_targets
-from graphvision.metrics import RelationRecall
 from graphvision.model import GraphVisionNet
+from graphvision.tasks.legacy import CHECKPOINT_FORMAT, upgrade_state_dict
+
+STAGES = ("val", "test")
 
 
 def _plain(cfg):
@@ -20,134 +22,75 @@ def _plain(cfg):
 
 
 class GraphVisionModule(L.LightningModule):
-    """Args:
-    info: ``{"task", "categories", "relations", "classes"}`` from the DataModule.
-    backbone, gnn, sequence: stage configs (``_target_`` + arguments), see ``conf/model/``.
-    dim: token width throughout (default 128).
-    dropout: in the heads (default 0.0).
-    shape_grid: object region-mask grid side for the object head (default 8; 0: off).
-    loss_weights: ``scene``, ``objects``, ``relations``, ``regions`` (the auxiliary
-        per-region class), ``classification`` (default 1 each).
-    lr, weight_decay: AdamW (defaults 1e-3, 0.05; no decay on biases and norms).
-    warmup_fraction: linear warm-up share of all steps before the cosine decay (default 0.05).
-    recall_k: K of ``val/rel_R@K`` and ``val/rel_mR@K`` (default 50).
-    zero_shot, text_encoder: score scene and object categories by their names' text
-        embeddings (see :class:`~graphvision.model.GraphVisionNet`); with ``info["unseen"]``
-        (``data.unseen_categories``) those categories are left out of every loss and
-        reported apart (``val/scene_map_seen``, ``val/scene_map_unseen``,
-        ``val/object_acc_unseen``).
-    data_config: the DataModule config the model was trained with, kept in checkpoints
-        so that ``graphvision.eval`` can rebuild the data (default None).
+    """Every argument comes from ``conf/model/`` (``model/default.yaml`` and its groups).
+
+    Args:
+        info: the DataModule's vocabulary (``categories``, ``predicates``, ``classes``,
+            optionally ``unseen``).
+        task: the task config (``model/task=...``): heads, losses (with their weights) and
+            metrics.
+        backbone, gnn, sequence: stage configs (``_target_`` + arguments).
+        dim: token width throughout.
+        dropout: in the heads.
+        lr, weight_decay: AdamW (no decay on biases and norms).
+        warmup_fraction: linear warm-up share of all steps before the cosine decay.
+        data_config: the DataModule config the model was trained with, kept in checkpoints
+            so that ``graphvision.eval`` can rebuild the data (default None).
+
+    The training loss is the weighted sum of the task's losses (weights in
+    ``model.task.loss_weights``) and the sequence stage's extra losses (DeepSeek-V3's
+    expert balance, ``model.sequence.balance_weight``); each is logged as
+    ``<stage>/loss_<name>`` and the sum as ``<stage>/loss``.
     """
 
     def __init__(
         self,
         info: dict,
+        task: dict,
         backbone: dict,
         gnn: dict,
         sequence: dict,
-        dim: int = 128,
-        dropout: float = 0.0,
-        shape_grid: int = 8,
-        zero_shot: bool = False,
-        text_encoder: str | None = None,
-        loss_weights: dict | None = None,
-        lr: float = 1e-3,
-        weight_decay: float = 0.05,
-        warmup_fraction: float = 0.05,
-        recall_k: int = 50,
+        dim: int,
+        dropout: float,
+        lr: float,
+        weight_decay: float,
+        warmup_fraction: float,
         data_config: dict | None = None,
     ) -> None:
         super().__init__()
         # plain containers, so checkpoints load with torch.load(weights_only=True)
-        info, backbone, gnn, sequence, loss_weights, data_config = (
+        info, task, backbone, gnn, sequence, data_config = (
             _plain(info),
+            _plain(task),
             _plain(backbone),
             _plain(gnn),
             _plain(sequence),
-            _plain(loss_weights),
             _plain(data_config),
         )
         self.save_hyperparameters()
-        self.net = GraphVisionNet(
-            info, backbone, gnn, sequence, dim, dropout, shape_grid, zero_shot, text_encoder
-        )
-        self.task = info["task"]
-        self.loss_weights = {
-            "scene": 1.0,
-            "objects": 1.0,
-            "relations": 1.0,
-            "regions": 1.0,
-            "classification": 1.0,
-            "balance": 0.01,
-            **(loss_weights or {}),
-        }
-        if self.task == "relations":
-            c, p = len(info["categories"]), len(info["relations"])
-            self.val_scene_map = MultilabelAveragePrecision(num_labels=c, average="macro")
-            self.val_object_acc = MulticlassAccuracy(num_classes=c, average="micro")
-            self.val_region_acc = MulticlassAccuracy(num_classes=c + 1, average="micro")
-            self.val_rel_acc = MulticlassAccuracy(num_classes=p, average="micro")
-            self.val_rel_recall = RelationRecall(num_predicates=p, k=recall_k)
-            unseen = set(info.get("unseen") or [])
-            self.register_buffer(
-                "seen", torch.tensor([name not in unseen for name in info["categories"]])
-            )
-            if unseen:  # zero-shot evaluation: seen and unseen categories reported apart
-                self.val_scene_ap = MultilabelAveragePrecision(num_labels=c, average=None)
-                self.val_object_acc_unseen = MulticlassAccuracy(num_classes=c, average="micro")
-                self.val_object_acc_seen = MulticlassAccuracy(num_classes=c, average="micro")
-        else:
-            self.val_acc = MulticlassAccuracy(num_classes=len(info["classes"]), average="micro")
+        self.net = GraphVisionNet(info, task, backbone, gnn, sequence, dim, dropout)
+        self.metrics = nn.ModuleDict({stage: self.net.task.make_metrics() for stage in STAGES})
+
+    @property
+    def loss_weights(self) -> dict[str, float]:
+        return {**self.net.task.loss_weights, **self.net.sequence.loss_weights}
 
     def forward(self, batch) -> dict[str, torch.Tensor]:
         return self.net(batch)
 
     def losses(self, out: dict, batch) -> dict[str, torch.Tensor]:
-        extra = {}
-        balance = getattr(self.net.sequence, "aux_loss", None)  # MoE sequence stages
-        if balance is not None:
-            extra["balance"] = balance
-        if self.task == "classification":
-            return {"classification": F.cross_entropy(out["class_logits"], batch.label), **extra}
-        # categories in data.unseen_categories are no training target: the losses see only
-        # the seen ones (their objects, their regions, their scene columns)
-        seen = self.seen
-        losses = {
-            "scene": F.binary_cross_entropy_with_logits(
-                out["scene_logits"][:, seen], batch.y[:, seen]
-            )
-        }
-        region_target = self.region_target(out, batch)
-        region_unseen = (region_target < seen.numel()) & ~seen[
-            region_target.clamp(max=seen.numel() - 1)
-        ]
-        losses["regions"] = F.cross_entropy(
-            out["region_logits"], region_target.masked_fill(region_unseen, -100)
-        )
-        keep = seen[batch.obj_label]
-        if keep.any():
-            remap = torch.cumsum(seen.long(), 0) - 1  # category index -> index among the seen
-            losses["objects"] = F.cross_entropy(
-                out["object_logits"][keep][:, seen], remap[batch.obj_label[keep]]
-            )
-        if batch.rel_label.numel():
-            losses["relations"] = F.cross_entropy(out["relation_logits"], batch.rel_label)
-        return {**losses, **extra}
+        """Every unweighted loss of a forward, by name: the task's and the sequence stage's."""
+        return {**self.net.task.losses(out, batch), **self.net.sequence.extra_losses()}
 
-    def region_target(self, out: dict, batch) -> torch.Tensor:
-        return region_targets(
-            batch.obj_region_index,
-            batch.obj_region_weight,
-            batch.obj_label,
-            batch.num_nodes,
-            background=out["region_logits"].size(1) - 1,
-        )
+    def weighted_loss(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The training loss: ``losses`` weighted by :attr:`loss_weights` and summed."""
+        weights = self.loss_weights
+        return sum(weights[k] * v for k, v in losses.items())
 
     def _step(self, batch, stage: str):
         out = self(batch)
         losses = self.losses(out, batch)
-        loss = sum(self.loss_weights[k] * v for k, v in losses.items())
+        loss = self.weighted_loss(losses)
         bs = batch.num_graphs
         self.log(
             f"{stage}/loss",
@@ -159,69 +102,48 @@ class GraphVisionModule(L.LightningModule):
         )
         for name, value in losses.items():
             self.log(f"{stage}/loss_{name}", value, batch_size=bs, on_epoch=True, on_step=False)
-        load = getattr(self.net.sequence, "expert_load", None)
-        if load is not None:  # each expert's share of the routed tokens; 1/E each when balanced
-            for i, share in enumerate(load):
-                self.log(
-                    f"{stage}/expert_{i}_load", share, batch_size=bs, on_epoch=True, on_step=False
-                )
-            self.log(
-                f"{stage}/expert_load_max",
-                load.max() * load.numel(),
-                batch_size=bs,
-                on_epoch=True,
-                on_step=False,
-            )
+        for name, value in self.net.sequence.statistics().items():
+            self.log(f"{stage}/{name}", value, batch_size=bs, on_epoch=True, on_step=False)
         return out, loss
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")[1]
 
-    def validation_step(self, batch, batch_idx: int) -> None:
-        out, _ = self._step(batch, "val")
-        bs = batch.num_graphs
-        if self.task == "classification":
-            self.val_acc(out["class_logits"], batch.label)
-            self.log("val/acc", self.val_acc, batch_size=bs, prog_bar=True)
-            return
-        self.val_scene_map(out["scene_logits"], batch.y.long())
-        if hasattr(self, "val_scene_ap"):
-            self.val_scene_ap.update(out["scene_logits"], batch.y.long())
-            unseen = ~self.seen[batch.obj_label]
-            if unseen.any():
-                self.val_object_acc_unseen(out["object_logits"][unseen], batch.obj_label[unseen])
-                self.log("val/object_acc_unseen", self.val_object_acc_unseen, batch_size=bs)
-            if (~unseen).any():
-                self.val_object_acc_seen(out["object_logits"][~unseen], batch.obj_label[~unseen])
-                self.log("val/object_acc_seen", self.val_object_acc_seen, batch_size=bs)
-        self.log("val/scene_map", self.val_scene_map, batch_size=bs, prog_bar=True)
-        self.val_region_acc(out["region_logits"], self.region_target(out, batch))
-        self.log("val/region_acc", self.val_region_acc, batch_size=bs)
-        if batch.obj_label.numel():
-            self.val_object_acc(out["object_logits"], batch.obj_label)
-            self.log("val/object_acc", self.val_object_acc, batch_size=bs, prog_bar=True)
-        if batch.rel_label.numel():
-            self.val_rel_acc(out["relation_logits"], batch.rel_label)
-            self.log("val/rel_acc", self.val_rel_acc, batch_size=bs, prog_bar=True)
-            self.val_rel_recall.update(
-                out["relation_logits"],
-                out["object_logits"],
-                batch.rel_index,
-                batch.rel_label,
-                batch.obj_label,
-                batch.rel_label_batch,
+    def _evaluation_step(self, batch, stage: str) -> None:
+        out, _ = self._step(batch, stage)
+        task = self.net.task
+        for name, metric in task.update_metrics(self.metrics[stage], out, batch).items():
+            self.log(
+                f"{stage}/{name}",
+                metric,
+                batch_size=batch.num_graphs,
+                prog_bar=name in task.progress_bar,
             )
 
+    def _evaluation_epoch_end(self, stage: str) -> None:
+        for name, value in self.net.task.epoch_metrics(self.metrics[stage]).items():
+            self.log(f"{stage}/{name}", value)
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._evaluation_step(batch, "val")
+
     def on_validation_epoch_end(self) -> None:
-        if hasattr(self, "val_scene_ap"):
-            ap = self.val_scene_ap.compute()  # (C,)
-            self.log("val/scene_map_seen", ap[self.seen].nanmean())
-            self.log("val/scene_map_unseen", ap[~self.seen].nanmean())
-            self.val_scene_ap.reset()
-        if self.task == "relations":
-            for name, value in self.val_rel_recall.compute().items():
-                self.log(f"val/rel_{name}", value)
-            self.val_rel_recall.reset()
+        self._evaluation_epoch_end("val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._evaluation_step(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._evaluation_epoch_end("test")
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["graphvision_format"] = CHECKPOINT_FORMAT
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Resuming from a checkpoint written before tasks were objects renames its
+        parameters to today's names."""
+        if checkpoint.get("graphvision_format", 1) < CHECKPOINT_FORMAT:
+            checkpoint["state_dict"] = upgrade_state_dict(checkpoint["state_dict"])
 
     def make_optimizer(self, fused: bool = False) -> torch.optim.AdamW:
         """AdamW over the trainable parameters, without weight decay on biases and norms.

@@ -171,6 +171,35 @@ def draw_scene_graph(image, boxes, labels, rel_index, rel_labels, ax=None, max_r
     return ax
 
 
+def plot_confusion(confusion: torch.Tensor, names: list[str], path, title: str) -> None:
+    """A confusion matrix ``[K, K]`` (rows: true, columns: predicted) as a PNG: each cell
+    coloured by its share of the row and labelled with its count."""
+    counts = confusion.double()
+    rates = counts / counts.sum(1, keepdim=True).clamp_min(1)
+    fig, axes = file_figure(figsize=(5.5, 5))
+    ax = axes[0, 0]
+    im = ax.imshow(rates.numpy(), cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(len(names)):
+        for j in range(len(names)):
+            ax.text(
+                j,
+                i,
+                int(counts[i, j]),
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if rates[i, j] > 0.5 else "black",
+            )
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
 def scene_graph_networkx(labels, rel_index, rel_labels):
     """The scene graph as a ``networkx.MultiDiGraph``: node ``i`` with ``label``, an edge per
     relation with ``relation``."""

@@ -1,0 +1,38 @@
+"""Loading trained models: the one checkpoint loader of the entry points (``eval``,
+``predict``) and of notebooks. Checkpoints written before tasks were objects load too
+(converted by :mod:`graphvision.tasks.legacy`)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from graphvision.module import GraphVisionModule
+from graphvision.tasks.legacy import CHECKPOINT_FORMAT, upgrade_checkpoint
+
+log = logging.getLogger(__name__)
+
+
+def load_module(
+    ckpt_path: str | Path, map_location: str | torch.device = "cpu"
+) -> GraphVisionModule:
+    """A trained module from a checkpoint written by ``graphvision.train`` (of any version of
+    graphvision: older layouts are converted), on ``map_location``; a clear error if the
+    file is missing."""
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"ckpt_path={path} does not exist; pass a .ckpt written by graphvision.train "
+            "(RUN_DIR/checkpoints/last.ckpt or epoch_*.ckpt)"
+        )
+    checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    if "hyper_parameters" not in checkpoint or "state_dict" not in checkpoint:
+        raise ValueError(f"{path} is not a graphvision checkpoint (no hyper-parameters or weights)")
+    if checkpoint.get("graphvision_format", 1) < CHECKPOINT_FORMAT:
+        log.info("%s predates tasks as objects: converting its hyper-parameters and names", path)
+        checkpoint = upgrade_checkpoint(checkpoint)
+    module = GraphVisionModule(**checkpoint["hyper_parameters"])
+    module.load_state_dict(checkpoint["state_dict"])
+    return module.to(map_location)

@@ -1,0 +1,116 @@
+"""The task interface: what the network predicts from the sequence stage, and how it is
+trained, measured and reported.
+
+A task is an ``nn.Module`` holding its heads. The network (:class:`~graphvision.model.
+GraphVisionNet`) calls it on the sequence stage's output; the LightningModule asks it for its
+losses and, once per stage (``val``, ``test``), for a fresh set of metrics; the DataModules
+batch the fields it lists in :attr:`Task.follow_batch`; ``predict`` and ``eval`` ask it for an
+image's prediction record and for the breakdowns it writes. A task is chosen by its config
+(``model/task=...``, a ``_target_`` and its arguments), so adding one is a new module here and
+a config under ``conf/model/task/``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchmetrics import Metric
+
+from graphvision.data.cache import ImageJob
+
+
+class Task(nn.Module):
+    """Base class of every task.
+
+    Args:
+        info: the vocabulary from the DataModule: ``categories``, ``predicates`` and
+            ``classes`` (lists of names; a task reads what it needs and checks it is there),
+            optionally ``unseen`` (categories left out of training targets).
+        dim: token width of the sequence stage.
+        dropout: dropout in the heads.
+        loss_weights: weight of each loss :meth:`losses` returns, by name; exactly the names
+            of :attr:`loss_names`.
+    """
+
+    #: graph fields whose batch vector the loader must build (PyG's ``follow_batch``)
+    follow_batch: tuple[str, ...] = ()
+    #: names of the losses :meth:`losses` can return
+    loss_names: tuple[str, ...] = ()
+    #: metric names shown in the progress bar
+    progress_bar: tuple[str, ...] = ()
+
+    def __init__(
+        self, info: dict, dim: int, dropout: float, loss_weights: dict[str, float]
+    ) -> None:
+        super().__init__()
+        if set(loss_weights) != set(self.loss_names):
+            raise ValueError(
+                f"{type(self).__name__}: loss_weights must name exactly {sorted(self.loss_names)}, "
+                f"got {sorted(loss_weights)}"
+            )
+        self.info, self.dim = info, dim
+        self.loss_weights = {k: float(v) for k, v in loss_weights.items()}
+
+    def require(self, key: str, hint: str) -> list[str]:
+        """``info[key]``, or a clear error saying which data this task needs."""
+        names = list(self.info.get(key) or [])
+        if not names:
+            raise ValueError(f"{type(self).__name__} needs data with {key}, got none: {hint}")
+        return names
+
+    # -- the forward pass -----------------------------------------------------------------
+    def forward(self, cls: torch.Tensor, tokens: torch.Tensor, batch) -> dict[str, torch.Tensor]:
+        """Logits of every head, by name, from ``cls [B, d]`` and ``tokens [N, d]``."""
+        raise NotImplementedError
+
+    def attribution_logits(self, out: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The image-level logits ``[B, K]`` that an attribution explains."""
+        raise NotImplementedError
+
+    # -- training ---------------------------------------------------------------------------
+    def losses(self, out: dict[str, torch.Tensor], batch) -> dict[str, torch.Tensor]:
+        """Unweighted losses by name (a subset of :attr:`loss_names`: a loss with no target in
+        the batch is left out)."""
+        raise NotImplementedError
+
+    # -- metrics ----------------------------------------------------------------------------
+    def make_metrics(self) -> nn.ModuleDict:
+        """A fresh set of metrics for one stage (``val`` or ``test``)."""
+        raise NotImplementedError
+
+    def update_metrics(
+        self, metrics: nn.ModuleDict, out: dict[str, torch.Tensor], batch
+    ) -> dict[str, Metric]:
+        """Updates ``metrics`` with one batch; returns the metric objects to log for it, by
+        name (Lightning computes and resets them at the end of the epoch)."""
+        raise NotImplementedError
+
+    def epoch_metrics(self, metrics: nn.ModuleDict) -> dict[str, torch.Tensor]:
+        """Values computed once at the end of an epoch from ``metrics`` (which are reset)."""
+        return {}
+
+    # -- using a trained model --------------------------------------------------------------
+    def image_job(self, path: str, annotation=None, category_ids: tuple = ()) -> ImageJob:
+        """The pre-processing job of one image to predict on, with its COCO annotation record
+        (``annotation``, a :class:`~graphvision.data.coco.CocoImage`) if there is one."""
+        return ImageJob(str(path), 0)
+
+    def prediction_record(
+        self, out: dict[str, torch.Tensor], graph, top_k: int, threshold: float
+    ) -> dict:
+        """The JSON-ready prediction of one image (a batch of one graph)."""
+        raise NotImplementedError
+
+    def prediction_title(self, record: dict) -> str:
+        """A one-line summary of a prediction record, for its picture."""
+        return ""
+
+    def write_breakdowns(self, net: nn.Module, loader, out_dir: Path) -> list[Path]:
+        """Files ``eval`` writes beside ``metrics.json`` (default: none)."""
+        return []
+
+    def describe(self) -> str:
+        """One line for the log: what this task predicts."""
+        return type(self).__name__
