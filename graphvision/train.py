@@ -19,6 +19,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from graphvision.utils import (
     CONFIG_DIR,
+    build_datamodule,
+    is_rank_zero,
     metrics_table,
     rank_zero_logging,
     scalar_metrics,
@@ -43,25 +45,36 @@ def portable_data_config(data_cfg: DictConfig) -> dict:
     return out
 
 
+def log_run_config(cfg: DictConfig, loggers: list) -> None:
+    """Gives every logger what names this run beside the model's own hyper-parameters
+    (which Lightning logs itself): ``task_name``, ``tags``, ``seed``, ``ckpt_path`` and the
+    data, trainer and callbacks configs."""
+    run = OmegaConf.to_container(cfg, resolve=True)
+    hparams = {
+        "task_name": run.get("task_name"),
+        "tags": list(run.get("tags") or []),
+        "seed": run.get("seed"),
+        "ckpt_path": run.get("ckpt_path"),
+        **{k: run.get(k) for k in ("data", "trainer", "callbacks")},
+    }
+    for logger in loggers:
+        logger.log_hyperparams(hparams)
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fits the configured model and returns the final validation metrics."""
     L.seed_everything(cfg.seed, workers=True)
-    datamodule = hydra.utils.instantiate(cfg.data)
+    task = hydra.utils.get_class(cfg.model.task._target_)
+    datamodule = build_datamodule(cfg.data, task)
     info = datamodule.info  # fails here, before training, on a bad data.root
-    log.info(
-        "task %s: %d categories, %d relations, %d classes",
-        info["task"],
-        len(info["categories"]),
-        len(info["relations"]),
-        len(info["classes"]),
-    )
     model = hydra.utils.instantiate(
         cfg.model, info=info, data_config=portable_data_config(cfg.data)
     )
+    log.info("task: %s", model.net.task.describe())
+    loggers = instantiate_all(cfg, "logger")
+    log_run_config(cfg, loggers)
     trainer = hydra.utils.instantiate(
-        cfg.trainer,
-        callbacks=instantiate_all(cfg, "callbacks"),
-        logger=instantiate_all(cfg, "logger") or False,
+        cfg.trainer, callbacks=instantiate_all(cfg, "callbacks"), logger=loggers or False
     )
     started = time.perf_counter()
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
@@ -88,16 +101,10 @@ def main(cfg: DictConfig) -> float | None:
     rank_zero_logging()
     log.debug("config:\n%s", OmegaConf.to_yaml(cfg))
     metrics = train(cfg)
-    if trainer_rank_zero():
+    if is_rank_zero():
         print(f"\nvalidation metrics ({Path(cfg.paths.output_dir) / 'metrics.json'}):")
         print(metrics_table(metrics))
     return metrics.get(cfg.get("optimized_metric"))
-
-
-def trainer_rank_zero() -> bool:
-    from lightning.pytorch.utilities import rank_zero_only
-
-    return rank_zero_only.rank == 0
 
 
 if __name__ == "__main__":

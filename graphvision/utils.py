@@ -1,22 +1,37 @@
-"""Small helpers shared by the entry points: config location, logging, metric tables."""
+"""What the entry points share: the config location, rank zero, building the DataModule a
+task needs, and metric files and tables."""
 
 from __future__ import annotations
 
 import json
 import logging
 import math
-import os
 from pathlib import Path
+
+import hydra
 
 #: The project's Hydra configs (``conf/`` beside the package).
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 
+def is_rank_zero() -> bool:
+    """Whether this process is rank zero (always, outside distributed runs); Lightning's own
+    notion, set from the launcher's environment and by the strategy."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    return rank_zero_only.rank == 0
+
+
 def rank_zero_logging() -> None:
     """Under DDP, silences INFO logs on every process but rank zero."""
-    rank = int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")))
-    if rank != 0:
+    if not is_rank_zero():
         logging.getLogger("graphvision").setLevel(logging.WARNING)
+
+
+def build_datamodule(data_cfg, task):
+    """The DataModule of ``data_cfg`` (a Hydra config), its loaders batching what ``task``
+    (a :class:`~graphvision.tasks.Task` class or instance) lists in ``follow_batch``."""
+    return hydra.utils.instantiate(data_cfg, follow_batch=list(task.follow_batch))
 
 
 def scalar_metrics(metrics: dict, prefix: str = "val/") -> dict[str, float]:

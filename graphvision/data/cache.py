@@ -5,7 +5,9 @@ naming each tensor's dtype, shape and offset, a CRC-32 of the payload, then the 
 no pickle, and loading is one read plus zero-copy views, several times faster than
 ``torch.load``. It is written to a temporary file and renamed into place, so a killed run
 leaves no half entry; an entry that is truncated, altered or unreadable fails its checks
-on load and is logged and rebuilt.
+on load and is logged and rebuilt. An image that cannot be read gets a ``.skip`` file
+instead, holding the reason, so that it is skipped (and counted) without being decoded
+again until the file changes.
 """
 
 from __future__ import annotations
@@ -95,6 +97,19 @@ def entry_path(cache_dir: Path, key: str) -> Path:
     return Path(cache_dir) / key[:2] / f"{key}.gvc"
 
 
+def skip_path(cache_dir: Path, key: str) -> Path:
+    """Where the reason an image could not be read is kept, beside its would-be entry."""
+    return entry_path(cache_dir, key).with_suffix(".skip")
+
+
+def write_atomic(data: bytes, path: Path) -> None:
+    """Writes a temporary file in the same folder, then ``os.replace``: never a half file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
 MAGIC = b"GVC1"
 REQUIRED_KEYS = ("image", "segments", "x", "pos", "edge_index", "edge_attr")
 _DTYPES = {
@@ -133,11 +148,8 @@ def encode_entry(entry: dict) -> bytes:
 
 
 def save_entry(entry: dict, path: Path) -> None:
-    """Writes atomically: a temporary file in the same folder, then ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(encode_entry(entry))
-    os.replace(tmp, path)
+    """Writes an entry atomically (:func:`write_atomic`)."""
+    write_atomic(encode_entry(entry), path)
 
 
 def load_entry(path: Path) -> dict:
@@ -195,11 +207,36 @@ def _build_one(args) -> tuple[str, str | None]:
         save_entry(build_entry(job, regions, objects), entry_path(cache_dir, key))
         return key, None
     except UnreadableImageError as err:
+        write_atomic(err.reason.encode(), skip_path(cache_dir, key))
         return key, err.reason
 
 
 def _init_worker() -> None:
     torch.set_num_threads(1)
+
+
+def _run_jobs(todo: list, workers: int, desc: str) -> dict[str, str]:
+    """Builds ``todo`` over ``workers`` processes with a progress bar; returns the reason of
+    every image that could not be read, by key."""
+    failed: dict[str, str] = {}
+    bar = tqdm(total=len(todo), desc=desc, unit="img", disable=None)
+    if workers <= 1:
+        results, pool = map(_build_one, todo), None
+    else:
+        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+        pool = ctx.Pool(workers, initializer=_init_worker)
+        results = pool.imap_unordered(_build_one, todo, chunksize=4)
+    try:
+        for key, reason in results:
+            if reason is not None:
+                failed[key] = reason
+            bar.update()
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.close()
+            pool.join()
+    return failed
 
 
 def build_cache(
@@ -209,21 +246,28 @@ def build_cache(
     objects: ObjectConfig,
     workers: int = 1,
     desc: str = "regions",
-) -> tuple[list[str], list[tuple[str, str]]]:
-    """Builds the missing cache entries of ``jobs`` over ``workers`` processes.
+) -> tuple[list[tuple[ImageJob, str]], list[tuple[str, str]]]:
+    """Builds the missing cache entries of ``jobs`` over ``workers`` processes. Calling it
+    again builds nothing: entries are loaded later, images that could not be read are
+    remembered (``.skip`` files) until their file changes.
 
     Returns:
-        the keys of the usable entries (in job order) and ``(path, reason)`` of every
-        image skipped because it could not be read.
+        ``(job, key)`` of every usable entry, in job order, and ``(path, reason)`` of every
+        image skipped because it could not be read (each newly found one is logged with
+        its reason; their count always is).
     """
     cache_dir = Path(cache_dir)
     keys = [job.key(regions, objects) for job in jobs]
-    todo = [
-        (job, key, cache_dir, regions, objects)
-        for job, key in zip(jobs, keys)
-        if not entry_path(cache_dir, key).is_file()
-    ]
-    failed: dict[str, str] = {}
+    reasons: dict[str, str] = {}
+    todo = []
+    for job, key in zip(jobs, keys):
+        if entry_path(cache_dir, key).is_file():
+            continue
+        skip = skip_path(cache_dir, key)
+        if skip.is_file():
+            reasons[key] = skip.read_text()
+        else:
+            todo.append((job, key, cache_dir, regions, objects))
     if todo:
         log.info(
             "%s: building %d of %d entries with %d worker(s) in %s",
@@ -233,29 +277,19 @@ def build_cache(
             workers,
             cache_dir,
         )
-        bar = tqdm(total=len(todo), desc=desc, unit="img", disable=None)
-        if workers <= 1:
-            results = map(_build_one, todo)
-            pool = None
-        else:
-            ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-            pool = ctx.Pool(workers, initializer=_init_worker)
-            results = pool.imap_unordered(_build_one, todo, chunksize=4)
-        try:
-            for key, reason in results:
-                if reason is not None:
-                    failed[key] = reason
-                bar.update()
-        finally:
-            bar.close()
-            if pool is not None:
-                pool.close()
-                pool.join()
-    skipped = [(job.path, failed[key]) for job, key in zip(jobs, keys) if key in failed]
-    for path, reason in skipped:
-        log.warning("skipped unreadable image %s: %s", path, reason)
+        new = _run_jobs(todo, workers, desc)
+        for job, key in zip(jobs, keys):
+            if key in new:
+                log.warning("skipped unreadable image %s: %s", job.path, new[key])
+        reasons.update(new)
+    skipped = [(job.path, reasons[key]) for job, key in zip(jobs, keys) if key in reasons]
     if skipped:
         log.warning(
-            "%s: skipped %d of %d images that could not be read", desc, len(skipped), len(jobs)
+            "%s: skipped %d of %d images that could not be read (the reasons are kept in "
+            "their .skip files under %s)",
+            desc,
+            len(skipped),
+            len(jobs),
+            cache_dir,
         )
-    return [k for k in keys if k not in failed], skipped
+    return [(job, key) for job, key in zip(jobs, keys) if key not in reasons], skipped

@@ -1,6 +1,6 @@
 """The per-image data contract: one :class:`RegionGraph` (a PyG ``Data``) per image.
 
-Fields (see DESIGN.md): ``image [3, H, W]`` float in ``[0, 1]``, ``segments [H, W]``,
+Fields: ``image [3, H, W]`` float in ``[0, 1]``, ``segments [H, W]``,
 ``pos [N, 2]``, ``x [N, F]``, ``edge_index [2, E]``, ``edge_attr [E, D]``, ``y [1, C]``,
 ``obj_label [M]``, ``obj_box [M, 4]``, ``rel_index [2, R]``, ``rel_label [R]``;
 image folders carry ``label [1]`` instead of the object fields.

@@ -1,7 +1,10 @@
 """LightningDataModules: COCO, synthetic scenes (COCO-format) and image folders.
 
 ``prepare_data`` decodes, segments and caches every image once (worker pool, progress
-bar); ``setup`` only lists cache entries; ``__getitem__`` only loads them.
+bar); ``setup`` takes the entries :func:`~graphvision.data.cache.build_cache` reports
+(building nothing more when ``prepare_data`` ran); ``__getitem__`` only loads them.
+``info`` is the vocabulary a task reads: ``categories``, ``predicates``, ``classes``
+(and ``unseen``, for zero-shot evaluation).
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ import logging
 from pathlib import Path
 
 import lightning as L
-import numpy as np
 from torch.utils.data import Dataset
 from torch_geometric.loader import DataLoader
 
@@ -30,6 +32,7 @@ from graphvision.data.coco import CocoIndex, ObjectConfig, check_coco_root, read
 from graphvision.data.contract import RegionGraph
 from graphvision.data.folder import folder_classes, folder_images
 from graphvision.data.relations import RELATIONS
+from graphvision.data.synthetic import class_folder, generate_once, write_folder, write_split
 from graphvision.regions import RegionConfig
 
 log = logging.getLogger(__name__)
@@ -86,9 +89,11 @@ class RegionGraphDataModule(L.LightningDataModule):
         prepare_workers: processes that build the cache (default 2).
         in_memory: keep loaded entries in memory after the first epoch (default True).
         limit_images: use only the first ``n`` images of each split (default None: all).
+        follow_batch: graph fields whose batch vector the loaders build (PyG's
+            ``follow_batch``); the entry points pass the task's
+            (:attr:`graphvision.tasks.Task.follow_batch`).
     """
 
-    task = "relations"
     splits = ("train", "val")
 
     def __init__(
@@ -101,6 +106,7 @@ class RegionGraphDataModule(L.LightningDataModule):
         prepare_workers: int = 2,
         in_memory: bool = True,
         limit_images: int | None = None,
+        follow_batch: list[str] | None = None,
     ) -> None:
         super().__init__()
         self.cache_dir = Path(cache_dir)
@@ -112,54 +118,54 @@ class RegionGraphDataModule(L.LightningDataModule):
             in_memory,
             limit_images,
         )
+        self.follow_batch = list(follow_batch or [])
         self.datasets: dict[str, RegionGraphDataset] = {}
 
     # -- to implement -------------------------------------------------------------------
     def jobs(self, split: str) -> list[ImageJob]:
+        """Every image of ``split``, as a pre-processing job."""
         raise NotImplementedError
 
     @property
     def info(self) -> dict:
-        """``{"task", "categories", "relations", "classes"}``: what the model must predict."""
+        """``{"categories", "predicates", "classes"}`` (lists of names, empty where the data
+        has none; plus ``"unseen"`` with zero-shot categories): what a task can predict."""
         raise NotImplementedError
 
     # -- Lightning hooks ----------------------------------------------------------------
-    def _limited(self, jobs: list[ImageJob]) -> list[ImageJob]:
+    def split_jobs(self, split: str) -> list[ImageJob]:
+        """The jobs of ``split`` this DataModule uses (the first ``limit_images``)."""
+        jobs = self.jobs(split)
         return jobs[: self.limit_images] if self.limit_images else jobs
+
+    def _cache(self, split: str) -> list[tuple[ImageJob, str]]:
+        kept, _ = build_cache(
+            self.split_jobs(split),
+            self.cache_dir,
+            self.regions,
+            self.objects,
+            workers=self.prepare_workers,
+            desc=f"{type(self).__name__} {split}",
+        )
+        return kept
 
     def prepare_data(self) -> None:
         for split in self.splits:
-            build_cache(
-                self._limited(self.jobs(split)),
-                self.cache_dir,
-                self.regions,
-                self.objects,
-                workers=self.prepare_workers,
-                desc=f"{type(self).__name__} {split}",
-            )
+            self._cache(split)
 
     def setup(self, stage: str | None = None) -> None:
         for split in self.splits:
             if split in self.datasets:
                 continue
-            jobs = self._limited(self.jobs(split))
-            keys = [job.key(self.regions, self.objects) for job in jobs]
-            present = [entry_path(self.cache_dir, k).is_file() for k in keys]
-            if not any(present):
+            kept = self._cache(split)  # after prepare_data: nothing left to build
+            if not kept:
                 raise RuntimeError(
-                    f"no cached {split} images in {self.cache_dir}: call prepare_data() first"
+                    f"{type(self).__name__}: none of the {split} images could be read "
+                    f"(see the warnings above; cache in {self.cache_dir})"
                 )
-            if not all(present):
-                log.warning(
-                    "%s: %d of %d images have no cache entry (unreadable) and are left out",
-                    split,
-                    present.count(False),
-                    len(jobs),
-                )
-            kept = [(j, k) for j, k, p in zip(jobs, keys, present) if p]
             self.datasets[split] = RegionGraphDataset(
-                [j for j, _ in kept],
-                [k for _, k in kept],
+                [job for job, _ in kept],
+                [key for _, key in kept],
                 self.cache_dir,
                 self.regions,
                 self.objects,
@@ -173,7 +179,7 @@ class RegionGraphDataModule(L.LightningDataModule):
             shuffle=shuffle,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
-            follow_batch=["obj_label", "rel_label"] if self.task == "relations" else None,
+            follow_batch=self.follow_batch or None,
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -194,6 +200,8 @@ class CocoDataModule(RegionGraphDataModule):
         train_split, val_split: folder / annotation names (default ``train2017``, ``val2017``).
         unseen_categories: category names left out of every training target, for zero-shot
             evaluation (default none).
+        batch_size, in_memory: as in :class:`RegionGraphDataModule` (defaults 16 and False:
+            COCO's images are many and large).
     """
 
     def __init__(
@@ -202,9 +210,11 @@ class CocoDataModule(RegionGraphDataModule):
         train_split: str = "train2017",
         val_split: str = "val2017",
         unseen_categories: list[str] | None = None,
+        batch_size: int = 16,
+        in_memory: bool = False,
         **kwargs,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(batch_size=batch_size, in_memory=in_memory, **kwargs)
         self.root = Path(root)
         self.split_names = {"train": train_split, "val": val_split}
         self.unseen_categories = list(unseen_categories or [])
@@ -242,15 +252,11 @@ class CocoDataModule(RegionGraphDataModule):
             raise ValueError(
                 f"{self.root}: train and val annotation files list different categories"
             )
-        return self._relations_info(names)
+        return self.scene_graph_info(names)
 
-    def _relations_info(self, names: list[str]) -> dict:
-        info = {
-            "task": "relations",
-            "categories": names,
-            "relations": list(RELATIONS),
-            "classes": [],
-        }
+    def scene_graph_info(self, names: list[str]) -> dict:
+        """``info`` for scene graphs over the categories ``names`` and sg2im's predicates."""
+        info = {"categories": names, "predicates": list(RELATIONS), "classes": []}
         if self.unseen_categories:
             unknown = [c for c in self.unseen_categories if c not in names]
             if unknown:
@@ -268,7 +274,24 @@ def settings_digest(settings) -> str:
     return hashlib.sha1(blob.encode()).hexdigest()[:10]
 
 
-class SyntheticDataModule(CocoDataModule):
+def generated_root(data_dir: str, kind: str, settings) -> Path:
+    """Where a generated dataset lives: ``data_dir/<kind>/<settings digest>``."""
+    return Path(data_dir) / kind / settings_digest(settings)
+
+
+class GeneratedData:
+    """Mixin of the DataModules whose dataset is generated on first use: ``prepare_data``
+    writes it (:meth:`generate`, once), then caches it."""
+
+    def generate(self) -> None:
+        raise NotImplementedError
+
+    def prepare_data(self) -> None:
+        self.generate()
+        super().prepare_data()
+
+
+class SyntheticDataModule(GeneratedData, CocoDataModule):
     """Embedded default: coloured shapes on textured backgrounds, generated on first use
     into ``data_dir/synthetic/<settings digest>/`` in COCO format, then read as COCO.
 
@@ -279,6 +302,7 @@ class SyntheticDataModule(CocoDataModule):
         seed: generator seed (default 0).
         shapes, colours: category vocabulary (names ``"<colour> <shape>"``).
         min_objects, max_objects: objects per image (defaults 2, 6).
+        batch_size, in_memory: as in :class:`RegionGraphDataModule` (defaults 32 and True).
     """
 
     def __init__(
@@ -292,6 +316,8 @@ class SyntheticDataModule(CocoDataModule):
         colours: dict[str, list[int]] | None = None,
         min_objects: int = 2,
         max_objects: int = 6,
+        batch_size: int = 32,
+        in_memory: bool = True,
         **kwargs,
     ) -> None:
         self.scene = {
@@ -303,40 +329,39 @@ class SyntheticDataModule(CocoDataModule):
         }
         self.counts = {"train": int(num_train), "val": int(num_val)}
         self.seed = int(seed)
-        digest = settings_digest({"scene": self.scene, "counts": self.counts, "seed": self.seed})
+        root = generated_root(
+            data_dir, "synthetic", {"scene": self.scene, "counts": self.counts, "seed": self.seed}
+        )
         super().__init__(
-            root=str(Path(data_dir) / "synthetic" / digest),
+            root=str(root),
             train_split="train",
             val_split="val",
+            batch_size=batch_size,
+            in_memory=in_memory,
             **kwargs,
         )
 
     def generate(self) -> None:
         """Writes the dataset unless a complete copy is already there."""
-        done = self.root / "COMPLETE"
-        if done.is_file():
-            return
-        for split_index, split in enumerate(self.splits):
-            synthetic.write_split(
-                self.root, split, self.counts[split], self.seed, split_index, **self.scene
-            )
-        done.write_text(json.dumps({"counts": self.counts, "seed": self.seed}))
 
-    def prepare_data(self) -> None:
-        self.generate()
-        super().prepare_data()
+        def write() -> None:
+            for split_index, split in enumerate(self.splits):
+                write_split(
+                    self.root, split, self.counts[split], self.seed, split_index, **self.scene
+                )
+
+        generate_once(self.root, write, {"counts": self.counts, "seed": self.seed})
 
     @property
     def info(self) -> dict:
-        return self._relations_info(
+        return self.scene_graph_info(
             synthetic.category_names(self.scene["shapes"], self.scene["colours"])
         )
 
 
 class ImageFolderDataModule(RegionGraphDataModule):
-    """Single-label classification from ``root/{train,val}/<class>/*.{png,jpg,jpeg}``."""
-
-    task = "classification"
+    """Single-label classification from ``root/{train,val}/<class>/*`` (any of
+    :data:`~graphvision.data.images.IMAGE_SUFFIXES`)."""
 
     def __init__(self, root: str = "data/folder", **kwargs) -> None:
         super().__init__(**kwargs)
@@ -351,15 +376,10 @@ class ImageFolderDataModule(RegionGraphDataModule):
 
     @property
     def info(self) -> dict:
-        return {
-            "task": "classification",
-            "categories": [],
-            "relations": [],
-            "classes": folder_classes(self.root, "train"),
-        }
+        return {"categories": [], "predicates": [], "classes": folder_classes(self.root, "train")}
 
 
-class SyntheticFolderDataModule(ImageFolderDataModule):
+class SyntheticFolderDataModule(GeneratedData, ImageFolderDataModule):
     """An image-folder task built from the synthetic scenes: one object per image on a
     textured background, its category (``"red circle"``, ...) as the class. Written on first
     use to ``data_dir/synthetic_folder/<settings digest>/{train,val}/<class>/*.png``.
@@ -382,45 +402,22 @@ class SyntheticFolderDataModule(ImageFolderDataModule):
     ) -> None:
         self.counts = {"train": int(per_class_train), "val": int(per_class_val)}
         self.size, self.seed = int(image_size), int(seed)
-        digest = settings_digest([self.counts, self.size, self.seed])
-        super().__init__(root=str(Path(data_dir) / "synthetic_folder" / digest), **kwargs)
+        root = generated_root(data_dir, "synthetic_folder", [self.counts, self.size, self.seed])
+        super().__init__(root=str(root), **kwargs)
 
     def generate(self) -> None:
-        from PIL import Image
+        """Writes the folder unless a complete copy is already there."""
 
-        done = self.root / "COMPLETE"
-        if done.is_file():
-            return
-        names = synthetic.category_names()
-        colours = synthetic.DEFAULT_COLOURS
-        for split_index, split in enumerate(self.splits):
-            for k, name in enumerate(names):
-                folder = self.root / split / name.replace(" ", "_")
-                folder.mkdir(parents=True, exist_ok=True)
-                colour, shape = name.split(" ")
-                for i in range(self.counts[split]):
-                    rng = np.random.default_rng([self.seed, split_index, k, i])
-                    img, _ = synthetic.render_scene(
-                        rng,
-                        size=self.size,
-                        shapes=(shape,),
-                        colours={colour: colours[colour]},
-                        min_objects=1,
-                        max_objects=1,
-                    )
-                    Image.fromarray(img).save(folder / f"{i:05d}.png")
-        done.write_text(json.dumps(self.counts))
+        def write() -> None:
+            for split_index, split in enumerate(self.splits):
+                write_folder(
+                    self.root, split, self.counts[split], self.seed, split_index, self.size
+                )
 
-    def prepare_data(self) -> None:
-        self.generate()
-        super().prepare_data()
+        generate_once(self.root, write, self.counts)
 
     @property
     def info(self) -> dict:
-        return {
-            "task": "classification",
-            "categories": [],
-            "relations": [],
-            # the order folder_classes() gives the label indices: sorted folder names
-            "classes": sorted(n.replace(" ", "_") for n in synthetic.category_names()),
-        }
+        # the order folder_classes() gives the label indices: sorted folder names
+        classes = sorted(class_folder(n) for n in synthetic.category_names())
+        return {"categories": [], "predicates": [], "classes": classes}

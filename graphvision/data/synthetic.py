@@ -1,9 +1,12 @@
-"""Procedural scenes of coloured shapes on textured backgrounds, written as COCO.
+"""Procedural scenes of coloured shapes on textured backgrounds, written as COCO
+(:func:`write_split`) or as an image folder of one object per image (:func:`write_folder`).
 
-Deterministic by seed: scene ``i`` of a split is drawn from ``default_rng([seed, split, i])``,
-so any subset can be regenerated identically. Objects are drawn in order and may occlude
-earlier ones; an annotation's mask is the object's visible part (a polygon when nothing
-covers it, an RLE when something does), as in COCO.
+Deterministic by seed: scene ``i`` of a split is drawn from ``default_rng([seed, split, i])``
+(folder image ``i`` of class ``k`` from ``default_rng([seed, split, k, i])``), so any subset
+can be regenerated identically. Objects are drawn in order and may occlude earlier ones; an
+annotation's mask is the object's visible part (a polygon when nothing covers it, an RLE
+when something does), as in COCO. :func:`generate_once` writes a dataset into its folder
+once, marking it complete.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import json
 import logging
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +30,23 @@ DEFAULT_COLOURS = {"red": (215, 45, 40), "green": (40, 170, 60), "blue": (45, 80
 def category_names(shapes=DEFAULT_SHAPES, colours=DEFAULT_COLOURS) -> list[str]:
     """Category names in id order: ``"red circle"``, ``"red square"``, ..."""
     return [f"{c} {s}" for c in colours for s in shapes]
+
+
+def class_folder(name: str) -> str:
+    """The image-folder class (folder name) of a category: ``"red circle"`` -> ``red_circle``."""
+    return name.replace(" ", "_")
+
+
+def generate_once(root: str | Path, write: Callable[[], None], settings: dict) -> Path:
+    """Runs ``write()`` to fill ``root`` unless a complete copy is already there; then marks
+    it complete (``root/COMPLETE``, holding ``settings``), so that an interrupted run
+    starts again."""
+    root = Path(root)
+    done = root / "COMPLETE"
+    if not done.is_file():
+        write()
+        done.write_text(json.dumps(settings))
+    return root
 
 
 def _shape_polygon(shape: str, cx: float, cy: float, r: float, angle: float) -> list[tuple]:
@@ -161,3 +182,27 @@ def write_split(
         "synthetic %s: wrote %d images, %d objects to %s", split, num_images, len(annotations), root
     )
     return out
+
+
+def write_folder(
+    root: str | Path, split: str, per_class: int, seed: int, split_index: int, size: int = 128
+) -> Path:
+    """Writes ``root/{split}/<class>/*.png``: ``per_class`` one-object scenes of every
+    category (:func:`class_folder` names its folder)."""
+    root = Path(root)
+    for k, name in enumerate(category_names()):
+        folder = root / split / class_folder(name)
+        folder.mkdir(parents=True, exist_ok=True)
+        colour, shape = name.split(" ")
+        for i in range(per_class):
+            img, _ = render_scene(
+                np.random.default_rng([seed, split_index, k, i]),
+                size=size,
+                shapes=(shape,),
+                colours={colour: DEFAULT_COLOURS[colour]},
+                min_objects=1,
+                max_objects=1,
+            )
+            Image.fromarray(img).save(folder / f"{i:05d}.png")
+    log.info("synthetic folder %s: wrote %d images per class to %s", split, per_class, root)
+    return root / split
