@@ -1,0 +1,51 @@
+"""What the benchmarks share: where coco_tiny is, and timing helpers."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from pathlib import Path
+
+#: the environment variable naming coco_tiny (or any COCO-layout root)
+COCO_ENV = "GRAPHVISION_COCO_TINY"
+
+
+class BenchmarkInputError(SystemExit):
+    """A benchmark's input is missing: the message says what to pass."""
+
+
+def coco_root(given: str | None) -> Path:
+    """A COCO-layout root: ``given`` (``--root``), else ``$GRAPHVISION_COCO_TINY``; a clear
+    error naming both when neither points at one."""
+    source = given or os.environ.get(COCO_ENV)
+    if not source:
+        raise BenchmarkInputError(
+            f"no COCO-layout root given: pass --root ROOT (--images/--annotations for regions) "
+            f"or set {COCO_ENV}=ROOT (ROOT/annotations/instances_val2017.json, ROOT/val2017/)"
+        )
+    root = Path(source)
+    if not (root / "annotations").is_dir():
+        raise BenchmarkInputError(
+            f"{root} has no annotations/ folder: it is not a COCO-layout root (pass --root or "
+            f"set {COCO_ENV})"
+        )
+    return root
+
+
+def median_ms(seconds: list[float]) -> float:
+    return 1000.0 * statistics.median(seconds)
+
+
+def time_steps(*steps, repeats: int) -> list[list[float]]:
+    """Seconds of each step, ``repeats`` times; the steps take turns (after one warm-up
+    each), so a change in the machine's load falls on all of them alike."""
+    for step in steps:
+        step()  # warm-up
+    times: list[list[float]] = [[] for _ in steps]
+    for _ in range(repeats):
+        for step, seconds in zip(steps, times):
+            t0 = time.perf_counter()
+            step()
+            seconds.append(time.perf_counter() - t0)
+    return times
