@@ -1,4 +1,5 @@
-"""Shared fixtures: the real Hydra config, a small synthetic dataset, coco_tiny."""
+"""Shared fixtures and helpers: the real Hydra config, modules built from it, small
+synthetic datasets, coco_tiny, subprocess runs of the entry points."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -19,6 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 COCO_TINY = Path(
     os.environ.get("GRAPHVISION_COCO_TINY", ROOT.parent / "shared" / "data" / "coco_tiny")
 )
+
+#: a vocabulary of three categories and two predicates, for models built without data
+SCENE_INFO = {"categories": ["a", "b", "c"], "predicates": ["l", "r"], "classes": []}
 
 
 @pytest.fixture(scope="session")
@@ -43,6 +48,14 @@ def compose_cfg(
         ]
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         return compose(config_name=config_name, overrides=extra + list(overrides or []))
+
+
+def build_module(info: dict, overrides: list[str] | None = None):
+    """A ``GraphVisionModule`` from the real model config (plus ``overrides``) for ``info``."""
+    import hydra
+
+    cfg = compose_cfg(overrides=overrides)
+    return hydra.utils.instantiate(cfg.model, info=info)
 
 
 TINY_SYNTHETIC = [
@@ -70,3 +83,53 @@ def read_metrics(run_dir: Path) -> dict:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert all(v is not None and math.isfinite(v) for v in metrics.values()), metrics
     return metrics
+
+
+def make_image_folder(root: Path, per_class: int = 6) -> Path:
+    """``root/.../{train,val}/<category>/`` of one-object synthetic scenes (64x64)."""
+    from graphvision.data import SyntheticFolderDataModule
+
+    dm = SyntheticFolderDataModule(
+        data_dir=str(root),
+        per_class_train=per_class,
+        per_class_val=max(per_class // 2, 1),
+        image_size=64,
+    )
+    dm.generate()
+    return dm.root
+
+
+@pytest.fixture
+def degenerate_batch(tmp_path):
+    """A batch of an 8x8 image with two objects and a one-region image with none, and the
+    vocabulary of its two categories and six predicates."""
+    from PIL import Image
+    from torch_geometric.data import Batch
+
+    from graphvision.data.cache import ImageJob, build_entry, to_graph
+    from graphvision.data.coco import ObjectConfig
+    from graphvision.regions import RegionConfig
+    from graphvision.tasks import SceneGraphTask
+
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (8, 8, 3), np.uint8)).save(tmp_path / "tiny.png")
+    Image.fromarray(np.full((40, 50, 3), 90, np.uint8)).save(tmp_path / "flat.png")
+    ann = {
+        "id": 1,
+        "category_id": 1,
+        "bbox": [1, 1, 5, 5],
+        "iscrowd": 0,
+        "segmentation": [[1, 1, 6, 1, 6, 6, 1, 6]],
+    }
+    jobs = [
+        ImageJob(str(tmp_path / "tiny.png"), 1, (8, 8), (ann, {**ann, "id": 2}), (1, 2)),
+        ImageJob(str(tmp_path / "flat.png"), 2, (50, 40), (), (1, 2)),
+    ]
+    graphs = [
+        to_graph(build_entry(jobs[0], RegionConfig(size=(32, 32), n_segments=20), ObjectConfig())),
+        to_graph(build_entry(jobs[1], RegionConfig(size=(32, 32), n_segments=1), ObjectConfig())),
+    ]
+    assert graphs[1].num_nodes == 1 and graphs[1].num_objects == 0
+    info = {"categories": ["a", "b"], "predicates": ["l", "r", "a", "b", "i", "s"], "classes": []}
+    batch = Batch.from_data_list(graphs, follow_batch=list(SceneGraphTask.follow_batch))
+    return batch, info

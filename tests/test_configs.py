@@ -8,12 +8,13 @@ import hydra
 import numpy as np
 import pytest
 import torch
+from hydra.errors import InstantiationException
 
 from graphvision.train import instantiate_all, train
 from graphvision.utils import CONFIG_DIR
-from tests.conftest import TINY_SYNTHETIC, compose_cfg
+from tests.conftest import SCENE_INFO, TINY_SYNTHETIC, compose_cfg, make_image_folder
 
-INFO = {"task": "relations", "categories": ["a", "b", "c"], "relations": ["l", "r"], "classes": []}
+CLASS_INFO = {"categories": [], "predicates": [], "classes": ["cat", "dog"]}
 
 
 def options(group: str) -> list[str]:
@@ -23,6 +24,7 @@ def options(group: str) -> list[str]:
 def test_every_group_has_its_options():
     assert options("model/gnn") == ["gated_gcn", "gatv2", "gcn", "gine", "gps"]
     assert options("model/sequence") == ["deepseek_v3", "none", "pretrained_lm", "transformer"]
+    assert options("model/task") == ["classification", "scene_graph"]
     assert options("trainer") == ["cpu", "ddp", "default", "gpu"]
     assert options("experiment") == [
         "coco_relations",
@@ -46,7 +48,7 @@ def test_data_options(option, tmp_path):
 def test_model_options(group, tmp_path):
     for option in options(group):
         cfg = compose_cfg(overrides=[f"{group}={option}"], tmp=tmp_path)
-        model = hydra.utils.instantiate(cfg.model, info=INFO)
+        model = hydra.utils.instantiate(cfg.model, info=SCENE_INFO)
         assert type(model.net.features).__name__ == "RegionFeatures"
         stage = {
             "model/backbone": model.net.features,
@@ -61,18 +63,28 @@ def test_model_options(group, tmp_path):
             assert stage.layer == option
 
 
-@pytest.mark.parametrize("option", ["cpu", "gpu", "ddp", "default"])
-def test_trainer_options(option, tmp_path):
+@pytest.mark.parametrize(
+    "option, accelerator, devices, strategy, precision",
+    [
+        ("cpu", "CPUAccelerator", 1, "SingleDeviceStrategy", "32-true"),
+        ("default", "CPUAccelerator", 1, "SingleDeviceStrategy", "32-true"),
+        ("gpu", "CUDAAccelerator", 1, "SingleDeviceStrategy", "bf16-mixed"),
+        ("ddp", None, 2, "DDPStrategy", "32-true"),
+    ],
+)
+def test_trainer_options(option, accelerator, devices, strategy, precision, tmp_path):
     overrides = [f"trainer={option}"]
     if option == "gpu" and not torch.cuda.is_available():
         overrides.append("trainer.accelerator=cpu")  # composed as for a GPU, built on this CPU
+        accelerator, precision = "CPUAccelerator", "bf16-mixed"
     cfg = compose_cfg(overrides=overrides, tmp=tmp_path)
     trainer = hydra.utils.instantiate(cfg.trainer)
-    if option == "gpu":
-        assert cfg.trainer.precision == "bf16-mixed" and cfg.trainer.devices == 1
-    if option == "ddp":
-        assert type(trainer.strategy).__name__ == "DDPStrategy"
-        assert trainer.num_devices == 2
+    assert cfg.trainer.precision if option == "gpu" else "precision" not in cfg.trainer
+    assert trainer.precision == precision and trainer.num_devices == devices
+    assert type(trainer.strategy).__name__ == strategy
+    if accelerator:
+        assert type(trainer.accelerator).__name__ == accelerator
+    assert trainer.gradient_clip_val == 1.0 and trainer.max_epochs == 16
 
 
 @pytest.mark.parametrize("group", ["callbacks", "logger"])
@@ -104,20 +116,6 @@ def test_paths_hydra_debug_and_eval_compose(tmp_path):
     assert cfg.paths.data_dir == str(tmp_path / "data")
     ev = compose_cfg("eval", overrides=["ckpt_path=x.ckpt"], tmp=tmp_path)
     assert ev.ckpt_path == "x.ckpt" and ev.get("data") is None
-
-
-def make_image_folder(root: Path, per_class: int = 6) -> Path:
-    """``root/.../{train,val}/<category>/`` of one-object synthetic scenes (64x64)."""
-    from graphvision.data import SyntheticFolderDataModule
-
-    dm = SyntheticFolderDataModule(
-        data_dir=str(root),
-        per_class_train=per_class,
-        per_class_val=max(per_class // 2, 1),
-        image_size=64,
-    )
-    dm.generate()
-    return dm.root
 
 
 def _fast_dev_run(tmp_path, overrides):
@@ -165,3 +163,122 @@ def test_fast_dev_run_folder_classification(tmp_path):
         ],
     )
     assert "val/acc" in m
+
+
+@pytest.mark.parametrize(
+    "option, info, outputs",
+    [
+        (
+            "scene_graph",
+            SCENE_INFO,
+            {"scene_logits", "region_logits", "object_logits", "relation_logits"},
+        ),
+        ("classification", CLASS_INFO, {"class_logits"}),
+    ],
+)
+def test_task_options(option, info, outputs, degenerate_batch, tmp_path):
+    """Each task builds from its config and owns its heads, losses (with their weights from
+    the config) and metrics; the other kind of data is refused with the remedy named."""
+    cfg = compose_cfg(overrides=[f"model/task={option}", "model.dim=32"], tmp=tmp_path)
+    model = hydra.utils.instantiate(cfg.model, info=info)
+    task = model.net.task
+    assert type(task).__name__ == cfg.model.task._target_.rsplit(".", 1)[1]
+    assert task.loss_weights == dict(cfg.model.task.loss_weights)
+    assert (
+        set(model.metrics) == {"val", "test"} and model.metrics["val"] is not model.metrics["test"]
+    )
+    other = CLASS_INFO if info is SCENE_INFO else SCENE_INFO
+    with pytest.raises(InstantiationException, match=r"needs data with .*model/task="):
+        hydra.utils.instantiate(cfg.model, info=other)
+    if option == "scene_graph":
+        batch, small = degenerate_batch
+        model = hydra.utils.instantiate(cfg.model, info=small)
+        assert set(model(batch)) == outputs
+
+
+def _target_defaults(cls) -> dict:
+    """The keyword defaults of a class's ``__init__`` and of those it passes ``**kwargs`` to."""
+    import inspect
+
+    found = {}
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        for name, p in inspect.signature(init).parameters.items():
+            if p.default is not inspect.Parameter.empty:
+                found.setdefault(name, p.default)
+    return found
+
+
+def test_one_home_for_each_default():
+    """A value set in conf/ is not set differently in code: the module's and the tasks'
+    hyper-parameters have no code default at all; a stage class's code defaults equal the
+    config that uses it (for a class several options share, the default option's)."""
+    import yaml
+    from hydra.utils import get_class
+
+    from graphvision.module import GraphVisionModule
+    from graphvision.tasks import ClassificationTask, SceneGraphTask
+
+    model_cfg = yaml.safe_load((Path(CONFIG_DIR) / "model" / "default.yaml").read_text())
+    for cls, cfg_file in [
+        (GraphVisionModule, "model/default.yaml"),
+        (SceneGraphTask, "model/task/scene_graph.yaml"),
+        (ClassificationTask, "model/task/classification.yaml"),
+    ]:
+        keys = set(yaml.safe_load((Path(CONFIG_DIR) / cfg_file).read_text())) - {"_target_"}
+        assert not keys & set(_target_defaults(cls)), (cls, keys & set(_target_defaults(cls)))
+    default_options = {
+        f"model/{group}/{option}.yaml"
+        for entry in model_cfg["defaults"]
+        if isinstance(entry, dict)
+        for group, option in entry.items()
+    }
+    by_class: dict = {}
+    for path in sorted(Path(CONFIG_DIR).rglob("*.yaml")):
+        cfg = yaml.safe_load(path.read_text()) or {}
+        if str(cfg.get("_target_", "")).startswith("graphvision."):
+            by_class.setdefault(cfg["_target_"], []).append(path)
+    checked = 0
+    for target, paths in by_class.items():
+        if len(paths) > 1:  # options of one class: the default option carries its defaults
+            paths = [p for p in paths if str(p.relative_to(CONFIG_DIR)) in default_options]
+        defaults = _target_defaults(get_class(target))
+        for path in paths:
+            for key, value in yaml.safe_load(path.read_text()).items():
+                interpolated = isinstance(value, str) and "${" in value  # its home is elsewhere
+                if key in defaults and not isinstance(value, (dict, list)) and not interpolated:
+                    assert defaults[key] == value, (
+                        f"{path}: {key}={value}, code says {defaults[key]}"
+                    )
+                    checked += 1
+    assert checked >= 25
+
+
+def test_hparams_search_optimises_the_experiments_metric(tmp_path):
+    for experiment, metric in [
+        ("synthetic_relations", "val/scene_map"),
+        ("folder_classification", "val/acc"),
+        ("synthetic_zero_shot", "val/scene_map_unseen"),
+    ]:
+        cfg = compose_cfg(
+            overrides=[f"experiment={experiment}", "hparams_search=optuna"], tmp=tmp_path
+        )
+        assert cfg.optimized_metric == metric
+
+
+def test_tags_and_run_config_reach_the_loggers(tmp_path):
+    import yaml
+    from lightning.pytorch.loggers import CSVLogger
+
+    from graphvision.train import log_run_config
+
+    cfg = compose_cfg(overrides=["experiment=coco_relations", "seed=7"], tmp=tmp_path)
+    logger = CSVLogger(str(tmp_path), name="csv", version="")
+    log_run_config(cfg, [logger])
+    logger.save()
+    hparams = yaml.safe_load((tmp_path / "csv" / "hparams.yaml").read_text())
+    assert hparams["tags"] == ["coco", "relations"] and hparams["seed"] == 7
+    assert hparams["data"]["_target_"] == "graphvision.data.CocoDataModule"
+    assert hparams["trainer"]["max_epochs"] == 20

@@ -10,6 +10,7 @@ pytest.importorskip("transformers", reason="the lm extra (transformers) is not i
 
 from graphvision.lm import DeepseekV3Sequence, PretrainedLMSequence, balance_loss  # noqa: E402
 from graphvision.sequence import raster_order  # noqa: E402
+from tests.conftest import build_module  # noqa: E402
 
 SMALL = {
     "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 4, "q_lora_rank": 32,
@@ -33,10 +34,10 @@ def test_deepseek_v3_is_bidirectional():
     order = raster_order(pos, batch)
     first, last = int(order[0]), int(order[3])  # graph 0's first and last tokens
     with torch.no_grad():
-        _, tokens = seq(h, pos, batch)
+        tokens = seq(h, pos, batch).tokens
         changed = h.clone()
         changed[last] += 1.0
-        _, tokens2 = seq(changed, pos, batch)
+        tokens2 = seq(changed, pos, batch).tokens
     assert not torch.allclose(tokens[first], tokens2[first], atol=1e-6)
     torch.testing.assert_close(tokens[4:], tokens2[4:])  # padding keeps images apart
 
@@ -45,7 +46,7 @@ def test_deepseek_v3_attention_matches_and_sums_to_one():
     seq = DeepseekV3Sequence(32, SMALL).eval()
     h, pos, batch = _inputs()
     with torch.no_grad():
-        cls, tokens = seq(h, pos, batch)
+        cls, tokens, _ = seq(h, pos, batch)
         cls2, tokens2, attention = seq(h, pos, batch, return_attention=True)
     torch.testing.assert_close(cls, cls2, atol=1e-5, rtol=1e-5)
     assert attention.shape == (2, 7)
@@ -69,24 +70,59 @@ def test_balance_loss_exact():
     assert load.tolist() == [1.0, 0.0] and skewed.item() > loss.item()
 
 
-def test_deepseek_v3_logs_balance_loss_and_expert_usage():
-    from graphvision.module import GraphVisionModule
-    from tests.test_model import _degenerate_batch
-
-    batch, info = _degenerate_batch()
-    module = GraphVisionModule(
-        info, backbone={"_target_": "graphvision.features.RegionFeatures"},
-        gnn={"_target_": "graphvision.gnn.RegionGNN"},
-        sequence={"_target_": "graphvision.lm.DeepseekV3Sequence", "config": SMALL}, dim=32,
-    )  # fmt: skip
+def test_deepseek_v3_declares_balance_loss_and_expert_usage(degenerate_batch):
+    """The stage declares its balance loss (weighted by model.sequence.balance_weight in the
+    training loss) and each expert's load through its interface; the module adds them."""
+    batch, info = degenerate_batch
+    module = build_module(info, ["model/sequence=deepseek_v3", "model.dim=32"])
+    module.net.sequence = DeepseekV3Sequence(32, SMALL, balance_weight=0.25)
     losses = module.losses(module(batch), batch)
-    assert (
-        "balance" in losses
-        and torch.isfinite(losses["balance"])
-        and losses["balance"] >= 1.0 - 1e-5
-    )
-    load = module.net.sequence.expert_load
-    assert load.shape == (4,) and load.sum().item() == pytest.approx(1.0)
+    balance = module.net.sequence.extra_losses()["balance"]
+    assert losses["balance"] is balance and balance >= 1.0 - 1e-5
+    assert module.loss_weights["balance"] == 0.25
+    total = module.weighted_loss(losses)
+    expected = sum(v for k, v in losses.items() if k != "balance") + 0.25 * balance
+    torch.testing.assert_close(total, expected)
+    stats = module.net.sequence.statistics()
+    load = torch.stack([stats[f"expert_{i}_load"] for i in range(4)])
+    assert load.sum().item() == pytest.approx(1.0)
+    assert stats["expert_load_max"].item() == pytest.approx(load.max().item() * 4)
+
+
+def test_every_sequence_stage_returns_the_same_structure():
+    """cls [B, d], tokens [N, d] and attention [layers, N] or None, whatever the stage."""
+    from graphvision.sequence import NoSequence, SequenceOutput, TransformerSequence
+
+    h, pos, batch = _inputs()
+    for stage in (
+        TransformerSequence(32, depth=1),
+        NoSequence(32),
+        DeepseekV3Sequence(32, SMALL),
+        PretrainedLMSequence(32, last_k=1),
+    ):
+        stage.eval()
+        with torch.no_grad():
+            plain, attended = stage(h, pos, batch), stage(h, pos, batch, return_attention=True)
+        assert isinstance(plain, SequenceOutput) and isinstance(attended, SequenceOutput)
+        assert plain.cls.shape == (2, 32) and plain.tokens.shape == (7, 32), stage
+        assert plain.attention is None and attended.attention.shape[1] == 7, stage
+        torch.testing.assert_close(plain.tokens, attended.tokens, atol=1e-5, rtol=1e-5)
+        assert isinstance(stage.extra_losses(), dict) and isinstance(stage.statistics(), dict)
+
+
+@pytest.mark.parametrize("stage", ["deepseek", "pretrained"])
+def test_attention_implementation_is_restored(stage):
+    """Asking for attention switches the language model to eager attention for that call
+    and restores the implementation it had, whatever it was."""
+    seq = DeepseekV3Sequence(32, SMALL) if stage == "deepseek" else PretrainedLMSequence(32)
+    model = seq.model if stage == "deepseek" else seq.lm
+    h, pos, batch = _inputs()
+    for before in ("sdpa", "eager"):
+        model.set_attn_implementation(before)
+        with torch.no_grad():
+            seq(h, pos, batch, return_attention=True)
+            seq(h, pos, batch)
+        assert model.config._attn_implementation == before
 
 
 def test_pretrained_lm_offline_frozen_weights_do_not_move(monkeypatch):
@@ -100,7 +136,7 @@ def test_pretrained_lm_offline_frozen_weights_do_not_move(monkeypatch):
     opt = torch.optim.AdamW([p for p in seq.parameters() if p.requires_grad], lr=1e-2)
     seq.train()
     h, pos, batch = _inputs()
-    cls, tokens = seq(h, pos, batch)
+    cls, tokens, _ = seq(h, pos, batch)
     (cls.pow(2).mean() + tokens.pow(2).mean()).backward()
     opt.step()
     assert all(torch.equal(frozen[k], v) for k, v in seq.lm.state_dict().items())  # bit-identical

@@ -11,6 +11,7 @@ from graphvision.gnn import LAYERS, RegionGNN
 from graphvision.heads import object_geometry, pool_objects
 from graphvision.metrics import RelationRecall, triplet_hits
 from graphvision.sequence import from_sequence, raster_order, sincos_2d, to_sequence
+from tests.conftest import build_module
 
 
 def test_pool_regions_exact_and_vanished_regions_finite():
@@ -227,61 +228,11 @@ def test_object_masks_and_shape_exact():
     assert shape.view(-1).tolist() == pytest.approx([1.0, 1.0, 1.0, 0.0])
 
 
-def _degenerate_batch():
-    """A batch of an 8x8 image with two objects and a one-region image with none."""
-    import tempfile
-    from pathlib import Path
-
-    import numpy as np
-    from PIL import Image
-    from torch_geometric.data import Batch
-
-    from graphvision.data.cache import ImageJob, build_entry, to_graph
-    from graphvision.data.coco import ObjectConfig
-    from graphvision.regions import RegionConfig
-
-    tmp_path = Path(tempfile.mkdtemp())
-    rng = np.random.default_rng(0)
-    Image.fromarray(rng.integers(0, 255, (8, 8, 3), np.uint8)).save(tmp_path / "tiny.png")
-    Image.fromarray(np.full((40, 50, 3), 90, np.uint8)).save(tmp_path / "flat.png")
-    ann = {
-        "id": 1,
-        "category_id": 1,
-        "bbox": [1, 1, 5, 5],
-        "iscrowd": 0,
-        "segmentation": [[1, 1, 6, 1, 6, 6, 1, 6]],
-    }
-    jobs = [
-        ImageJob(str(tmp_path / "tiny.png"), 1, (8, 8), (ann, {**ann, "id": 2}), (1, 2)),
-        ImageJob(str(tmp_path / "flat.png"), 2, (50, 40), (), (1, 2)),
-    ]
-    graphs = [
-        to_graph(build_entry(jobs[0], RegionConfig(size=(32, 32), n_segments=20), ObjectConfig())),
-        to_graph(build_entry(jobs[1], RegionConfig(size=(32, 32), n_segments=1), ObjectConfig())),
-    ]
-    assert graphs[1].num_nodes == 1 and graphs[1].num_objects == 0
-    info = {
-        "task": "relations",
-        "categories": ["a", "b"],
-        "relations": ["l", "r", "a", "b", "i", "s"],
-        "classes": [],
-    }
-    return Batch.from_data_list(graphs, follow_batch=["obj_label", "rel_label"]), info
-
-
-def test_degenerate_images_through_the_whole_model():
+def test_degenerate_images_through_the_whole_model(degenerate_batch):
     """An 8x8 image, a one-region (flat) image and an image without objects: finite outputs
     and a finite loss."""
-    from graphvision.module import GraphVisionModule
-
-    batch, info = _degenerate_batch()
-    module = GraphVisionModule(
-        info,
-        backbone={"_target_": "graphvision.features.RegionFeatures"},
-        gnn={"_target_": "graphvision.gnn.RegionGNN", "layer": "gatv2"},
-        sequence={"_target_": "graphvision.sequence.TransformerSequence"},
-        dim=32,
-    )
+    batch, info = degenerate_batch
+    module = build_module(info, ["model/gnn=gatv2", "model.dim=32"])
     out = module(batch)
     assert all(torch.isfinite(v).all() for v in out.values())
     losses = module.losses(out, batch)

@@ -6,9 +6,66 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
-from tests.conftest import ROOT, TINY_SYNTHETIC, read_metrics, run_module
-from tests.test_configs import make_image_folder
+from tests.conftest import ROOT, TINY_SYNTHETIC, make_image_folder, read_metrics, run_module
+
+
+def average_precision(scores: torch.Tensor, positive: torch.Tensor) -> float:
+    """AP of one category by hand: the mean, over its positives, of the precision among the
+    images ranked at or above each (0 when it has no positive, as torchmetrics counts it)."""
+    if not positive.any():
+        return 0.0
+    order = torch.argsort(scores, descending=True)
+    hits = positive[order].double()
+    precision = hits.cumsum(0) / torch.arange(1, len(hits) + 1)
+    return float((precision * hits).sum() / hits.sum())
+
+
+@torch.no_grad()
+def recompute(run_dir) -> dict[str, float]:
+    """The validation metrics of a run's best checkpoint, recomputed outside Lightning and
+    torchmetrics: macro AP and micro accuracies by hand over the whole val loader."""
+
+    from graphvision.checkpoint import load_module
+    from graphvision.utils import build_datamodule
+
+    (best,) = (run_dir / "checkpoints").glob("epoch_*.ckpt")
+    module = load_module(best).eval()
+    dm = build_datamodule(module.hparams.data_config, module.net.task)
+    dm.setup("validate")
+    parts: dict[str, list] = {}
+    for batch in dm.val_dataloader():
+        out = module(batch)
+        for key, value in out.items():
+            parts.setdefault(key, []).append(value)
+        for key in ("y", "obj_label", "rel_label", "label"):
+            if key in batch:
+                parts.setdefault(key, []).append(batch[key])
+    got = {k: torch.cat(v) for k, v in parts.items()}
+    if "class_logits" in got:
+        return {"val/acc": float((got["class_logits"].argmax(1) == got["label"]).double().mean())}
+    scores, y = got["scene_logits"], got["y"].bool()
+    aps = [average_precision(scores[:, c], y[:, c]) for c in range(y.size(1))]
+    return {
+        "val/scene_map": sum(aps) / len(aps),
+        "val/object_acc": float(
+            (got["object_logits"].argmax(1) == got["obj_label"]).double().mean()
+        ),
+        "val/rel_acc": float(
+            (got["relation_logits"].argmax(1) == got["rel_label"]).double().mean()
+        ),
+    }
+
+
+def test_average_precision_by_hand_exact():
+    scores = torch.tensor([0.9, 0.8, 0.7, 0.6, 0.5])
+    # positives ranked 1st, 3rd and 5th: precisions 1/1, 2/3, 3/5
+    assert average_precision(scores, torch.tensor([1, 0, 1, 0, 1]).bool()) == pytest.approx(
+        (1 + 2 / 3 + 3 / 5) / 3
+    )
+    assert average_precision(scores, torch.zeros(5, dtype=torch.bool)) == 0.0
+
 
 RELATION_METRICS = {
     "val/scene_map",
@@ -33,6 +90,8 @@ def test_train_then_eval_reproduces_metrics(tmp_path):
     metrics = read_metrics(tmp_path / "run")
     assert RELATION_METRICS <= set(metrics)
     assert "val/scene_map" in out.stdout and "metric" in out.stdout  # the closing table
+    for name, value in recompute(tmp_path / "run").items():
+        assert metrics[name] == pytest.approx(value, abs=1e-5), name
     ckpts = sorted((tmp_path / "run" / "checkpoints").glob("epoch_*.ckpt"))
     assert len(ckpts) == 1 and (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
     run_module(
@@ -75,7 +134,8 @@ def test_folder_classification_trains_and_reports_acc(tmp_path):
         cwd=tmp_path,
     )
     metrics = read_metrics(tmp_path / "run")
-    assert 0.0 <= metrics["val/acc"] <= 1.0 and "val/loss" in metrics
+    assert metrics["val/acc"] == pytest.approx(recompute(tmp_path / "run")["val/acc"], abs=1e-6)
+    assert metrics["val/loss"] == pytest.approx(metrics["val/loss_classification"], abs=1e-6)
 
 
 @pytest.mark.slow
@@ -91,6 +151,8 @@ def test_coco_tiny_two_epochs(tmp_path, coco_tiny):
     )
     metrics = read_metrics(tmp_path / "run")
     assert RELATION_METRICS <= set(metrics)
+    for name, value in recompute(tmp_path / "run").items():
+        assert metrics[name] == pytest.approx(value, abs=1e-5), name
 
 
 @pytest.mark.slow

@@ -4,7 +4,6 @@ the notebook."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.conftest import ROOT, TINY_SYNTHETIC, run_module
+from tests.conftest import COCO_TINY, ROOT, TINY_SYNTHETIC, run_module
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -77,7 +76,8 @@ def test_cls_attention_comes_from_the_encoder_itself():
     batch = torch.tensor([0, 0, 0, 0, 1, 1, 1])
     with torch.no_grad():
         cls, tokens, attention = seq(h, pos, batch, return_attention=True)
-        cls2, tokens2 = seq(h, pos, batch)
+        cls2, tokens2, none = seq(h, pos, batch)
+        assert none is None
         torch.testing.assert_close(cls, cls2)
         torch.testing.assert_close(tokens, tokens2)
         assert attention.shape == (1, 7)
@@ -116,13 +116,13 @@ def trained(tmp_path_factory):
 def test_region_attribution_is_finite_and_per_region(trained):
     from torch_geometric.data import Batch
 
+    from graphvision.checkpoint import load_module
     from graphvision.data.cache import load_entry, to_graph
-    from graphvision.eval import load_module
 
     module = load_module(trained / "run" / "checkpoints" / "last.ckpt").eval()
     entry = load_entry(next((trained / "data" / "cache").rglob("*.gvc")))
     graph = to_graph(entry)
-    batch = Batch.from_data_list([graph], follow_batch=["obj_label", "rel_label"])
+    batch = Batch.from_data_list([graph], follow_batch=list(module.net.task.follow_batch))
     attribution = module.net.region_attribution(batch, category=0)
     assert attribution.shape == (graph.num_nodes,) and torch.isfinite(attribution).all()
     assert attribution.abs().sum() > 0
@@ -290,34 +290,37 @@ def test_optuna_sweep_and_report(tmp_path):
 
 
 @pytest.mark.slow
-def test_notebook_runs_and_draws(tmp_path):
+def test_notebook_runs_and_draws(tmp_path, monkeypatch):
     import nbformat
     from nbclient import NotebookClient
 
     nb = nbformat.read(ROOT / "experiments" / "region_graphs.ipynb", as_version=4)
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")  # stripped in git
-    os.environ["GRAPHVISION_NB_OUT"] = str(tmp_path)
-    os.environ["GRAPHVISION_NB_FAST"] = "1"
-    try:
-        NotebookClient(
-            nb,
-            timeout=600,
-            kernel_name="python3",
-            resources={"metadata": {"path": str(ROOT / "experiments")}},
-        ).execute()
-    finally:
-        del os.environ["GRAPHVISION_NB_OUT"], os.environ["GRAPHVISION_NB_FAST"]
+    monkeypatch.setenv("GRAPHVISION_NB_OUT", str(tmp_path))
+    monkeypatch.setenv("GRAPHVISION_NB_FAST", "1")
+    if COCO_TINY.is_dir():
+        monkeypatch.setenv("GRAPHVISION_COCO_TINY", str(COCO_TINY))
+    NotebookClient(
+        nb,
+        timeout=600,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(ROOT / "experiments")}},
+    ).execute()
+    # the README shows the first two, drawn by the notebook under these names
+    readme = (ROOT / "README.md").read_text()
+    for name in ("region_graphs_skimage.png", "prediction_attention.png"):
+        assert (
+            f"experiments/figures/{name}" in readme
+            and (ROOT / "experiments/figures" / name).is_file()
+        )
     for name in (
         "region_graphs_skimage.png",
+        "prediction_attention.png",
         "predictions.png",
-        "attention.png",
         "scene_graph.png",
     ):
         assert _is_png(tmp_path / name), name
-    coco = Path(
-        os.environ.get("GRAPHVISION_COCO_TINY", ROOT.parent / "shared" / "data" / "coco_tiny")
-    )
-    if coco.is_dir():
+    if COCO_TINY.is_dir():
         assert _is_png(tmp_path / "coco_region_graph.png")
 
 
@@ -344,3 +347,85 @@ def test_to_networkx_exact():
     assert sg.nodes[0]["label"] == "cat" and sorted(
         d["relation"] for _, _, d in sg.edges(data=True)
     ) == ["above", "below"]
+
+
+def _as_written_before_tasks(checkpoint: dict) -> dict:
+    """A checkpoint as graphvision wrote it before tasks were objects, rebuilt by hand from
+    that layout: the task named in ``info``, predicates called ``relations``, the heads'
+    settings and all loss weights on the module, the heads and ``seen`` on the network."""
+    h = checkpoint["hyper_parameters"]
+    info = h["info"]
+    old_hparams = {
+        "info": {
+            "task": "relations",
+            "categories": info["categories"],
+            "relations": info["predicates"],
+            "classes": [],
+        },
+        "backbone": h["backbone"],
+        "gnn": {**h["gnn"], "heads": 4},
+        "sequence": h["sequence"],
+        "dim": h["dim"],
+        "dropout": h["dropout"],
+        "shape_grid": h["task"]["shape_grid"],
+        "zero_shot": False,
+        "text_encoder": None,
+        "loss_weights": {
+            "scene": 1.0,
+            "objects": 1.0,
+            "relations": 1.0,
+            "regions": 1.0,
+            "classification": 1.0,
+            "balance": 0.01,
+        },
+        "lr": h["lr"],
+        "weight_decay": h["weight_decay"],
+        "warmup_fraction": h["warmup_fraction"],
+        "recall_k": h["task"]["recall_k"],
+        "data_config": h["data_config"],
+    }
+    state = {}
+    for key, value in checkpoint["state_dict"].items():
+        key = "seen" if key == "net.task.seen" else key.replace("net.task.", "net.", 1)
+        state[key] = value
+    old = {**checkpoint, "hyper_parameters": old_hparams, "state_dict": state}
+    del old["graphvision_format"]
+    return old
+
+
+def test_checkpoints_from_before_tasks_load_evaluate_and_resume(trained, tmp_path):
+    from torch_geometric.data import Batch
+
+    from graphvision.checkpoint import load_module
+    from graphvision.data.cache import load_entry, to_graph
+
+    new_path = trained / "run" / "checkpoints" / "last.ckpt"
+    old_path = tmp_path / "old.ckpt"
+    checkpoint = torch.load(new_path, weights_only=True)
+    assert checkpoint["graphvision_format"] == 2
+    torch.save(_as_written_before_tasks(checkpoint), old_path)
+    old, new = load_module(old_path).eval(), load_module(new_path).eval()
+    assert old.hparams.task == new.hparams.task and old.hparams.info == new.hparams.info
+    graph = to_graph(load_entry(next((trained / "data" / "cache").rglob("*.gvc"))))
+    batch = Batch.from_data_list([graph], follow_batch=list(new.net.task.follow_batch))
+    with torch.no_grad():
+        for key, value in new(batch).items():
+            assert torch.equal(old(batch)[key], value), key
+    metrics = {}
+    for name, path in (("old", old_path), ("new", new_path)):
+        run_module(
+            "graphvision.eval", f"ckpt_path={path}", f"hydra.run.dir={tmp_path / name}", cwd=ROOT
+        )
+        metrics[name] = json.loads((tmp_path / name / "metrics.json").read_text())
+    assert metrics["old"] == metrics["new"]
+    run_module(
+        "graphvision.train",
+        *TINY_SYNTHETIC,
+        "trainer.max_epochs=2",
+        f"ckpt_path={old_path}",
+        f"paths.data_dir={trained / 'data'}",
+        f"hydra.run.dir={tmp_path / 'resumed'}",
+        cwd=tmp_path,
+    )
+    resumed = torch.load(tmp_path / "resumed/checkpoints/last.ckpt", weights_only=True)
+    assert resumed["epoch"] == 1 and resumed["graphvision_format"] == 2
