@@ -175,16 +175,20 @@ def report(root: str | Path, metric: str | None = None) -> tuple[Path, Path, str
     return md, png, text
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m graphvision.report", description=__doc__)
-    parser.add_argument("dir", help="a Hydra multirun folder (logs/train/multiruns/<time>)")
-    parser.add_argument(
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m graphvision.report", description=__doc__)
+    p.add_argument("dir", help="a Hydra multirun folder (logs/train/multiruns/<time>)")
+    p.add_argument(
         "--metric",
         help="the metric to plot and rank Optuna trials by (default: the first of "
         + ", ".join(MAIN_METRICS)
         + " present)",
     )
-    args = parser.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
     md, png, text = report(args.dir, args.metric)
     print(text)
     print(f"wrote {md} and {png}")
