@@ -123,8 +123,9 @@ class RegionGNN(nn.Module):
                 x = conv(x, edge_index, batch, edge_attr=e)
             elif self.layer == "gcn":
                 # sparse products have no half-precision kernels: float32 under autocast too
+                # (x arrives in half precision from layers that autocast ran)
                 with torch.autocast(x.device.type, enabled=False):
-                    x = x + self.dropout(self.act(conv(norm(x).float(), adj)))
+                    x = x + self.dropout(self.act(conv(norm(x.float()), adj)))
             else:
                 x = x + self.dropout(self.act(conv(norm(x), edge_index, e)))
         return x

@@ -91,15 +91,34 @@ def test_gcn_equals_pyg_gcnconv_on_edge_index():
 
 def test_gcn_runs_under_bf16_autocast():
     """Sparse products have no bfloat16 kernels: under autocast (trainer=gpu's bf16-mixed)
-    the gcn stack still runs, in float32, and matches the float32 forward."""
+    the gcn stack still runs, in float32 throughout (its norms too, whatever the input's
+    dtype), and matches the float32 forward."""
     torch.manual_seed(0)
     gnn = RegionGNN(8, layer="gcn")
     x = torch.randn(5, 8)
     edge_index = torch.tensor([[0, 1, 1, 2, 3, 4], [1, 0, 2, 1, 4, 3]])
     args = (edge_index, torch.zeros(6, 5), torch.zeros(5, dtype=torch.long))
+    seen = []  # CUDA's layer_norm, unlike the CPU's, refuses an input of another dtype
+    for norm in gnn.norms:
+        norm.register_forward_pre_hook(lambda m, inp: seen.append((inp[0].dtype, m.weight.dtype)))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = gnn(x, *args)
+        # as in the model: the node encoder, run by autocast, hands it bfloat16 features
+        out_half = gnn(x.bfloat16(), *args)
+    assert seen and all(a == b == torch.float32 for a, b in seen), seen
     torch.testing.assert_close(out, gnn(x, *args), rtol=2e-2, atol=2e-2)
+    torch.testing.assert_close(out_half, gnn(x, *args), rtol=5e-2, atol=5e-2)
+
+
+def test_whole_model_trains_a_step_under_bf16_autocast(degenerate_batch):
+    """trainer=gpu's bf16-mixed, on the CPU: forward and backward of the default model."""
+    batch, info = degenerate_batch
+    module = build_module(info, ["model.dim=32"])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        losses = module.losses(module(batch), batch)
+    module.weighted_loss(losses).backward()
+    assert all(torch.isfinite(v) for v in losses.values())
+    assert module.net.node_encoder[0].weight.grad.abs().sum() > 0
 
 
 def test_gnn_rejects_unknown_layer():
