@@ -1,9 +1,10 @@
 """Predict: ``python -m graphvision.predict ckpt_path=PATH image=FILE_OR_FOLDER [annotations=COCO.json]``.
 
-Writes, per image, ``<name>.json`` (scene labels or image classes with probabilities; each
-region's top classes and the CLS token's attention to it; the region graph's size; with
-``annotations``, the objects and relations) and ``<name>.png`` (the region graph coloured
-by attention, and with annotations the predicted scene graph).
+Writes, per image, ``<name>.json`` (the region graph's size and the task's prediction
+record: for scene graphs the scene labels with probabilities, each region's top classes and
+the CLS token's attention to it and, with ``annotations``, the objects and relations; for
+image folders the classes) and ``<name>.png`` (the task's picture: the region graph coloured
+by attention, and for scene graphs with annotations the predicted scene graph).
 """
 
 from __future__ import annotations
@@ -78,39 +79,6 @@ def predict_image(
     return record, graph, out
 
 
-def draw_prediction(record: dict, graph, out: dict, path: Path, title: str) -> None:
-    """The PNG overlay: region graph coloured by attention (+ the predicted scene graph
-    when the record holds objects)."""
-    from graphvision.viz import draw_region_graph, draw_scene_graph, file_figure
-
-    panels = 2 if record.get("objects") else 1
-    fig, axes = file_figure(1, panels, figsize=(6 * panels, 5.5))
-    draw_region_graph(
-        graph.image,
-        graph.segments,
-        graph.pos,
-        graph.edge_index,
-        values=out["attention"][-1],
-        ax=axes[0, 0],
-        cmap="magma",
-        label="CLS attention (last layer)",
-    )
-    axes[0, 0].set_title(title, fontsize=8)
-    if panels == 2:
-        objs = record["objects"]
-        draw_scene_graph(
-            graph.image,
-            graph.obj_box,
-            [o["predicted"] for o in objs],
-            graph.rel_index,
-            [r["predicted"] for r in record["relations"]],
-            ax=axes[0, 1],
-        )
-        axes[0, 1].set_title("predicted objects and relations", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-
-
 def predict(cfg: DictConfig) -> list[Path]:
     module = load_module(cfg.ckpt_path)
     module.eval()
@@ -142,8 +110,7 @@ def predict(cfg: DictConfig) -> list[Path]:
             continue
         target = out_dir / f"{path.stem}.json"
         target.write_text(json.dumps(record, indent=1) + "\n")
-        title = module.net.task.prediction_title(record)
-        draw_prediction(record, graph, out, out_dir / f"{path.stem}.png", title)
+        module.net.task.draw_prediction(record, graph, out, out_dir / f"{path.stem}.png")
         written.append(target)
     if skipped:
         log.warning(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -136,6 +137,22 @@ def test_folder_classification_trains_and_reports_acc(tmp_path):
     metrics = read_metrics(tmp_path / "run")
     assert metrics["val/acc"] == pytest.approx(recompute(tmp_path / "run")["val/acc"], abs=1e-6)
     assert metrics["val/loss"] == pytest.approx(metrics["val/loss_classification"], abs=1e-6)
+    image = sorted((root / "val" / "red_circle").glob("*.png"))[0]
+    run_module(
+        "graphvision.predict",
+        f"ckpt_path={tmp_path / 'run/checkpoints/last.ckpt'}",
+        f"image={image}",
+        f"out_dir={tmp_path / 'pred'}",
+        f"hydra.run.dir={tmp_path / 'hydra'}",
+        cwd=ROOT,
+    )
+    record = json.loads((tmp_path / "pred" / f"{image.stem}.json").read_text())
+    assert sorted(c["class"] for c in record["classes"]) == sorted(
+        p.name for p in (root / "train").iterdir()
+    )
+    assert sum(c["probability"] for c in record["classes"]) == pytest.approx(1.0, abs=1e-5)
+    assert len(record["region_attention"]) == record["regions"]
+    assert (tmp_path / "pred" / f"{image.stem}.png").stat().st_size > 1000
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ a config under ``conf/model/task/``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -106,6 +107,33 @@ class Task(nn.Module):
     def prediction_title(self, record: dict) -> str:
         """A one-line summary of a prediction record, for its picture."""
         return ""
+
+    def prediction_panels(self, record: dict, graph) -> list[Callable]:
+        """Drawings beside the region graph in a prediction's picture, each ``f(ax)``."""
+        return []
+
+    def draw_prediction(self, record: dict, graph, out: dict, path: Path) -> None:
+        """The prediction's PNG: the region graph coloured by the CLS token's attention (last
+        layer), titled by :meth:`prediction_title`, then :meth:`prediction_panels`."""
+        from graphvision.viz import draw_region_graph, file_figure
+
+        panels = self.prediction_panels(record, graph)
+        fig, axes = file_figure(1, 1 + len(panels), figsize=(6 * (1 + len(panels)), 5.5))
+        draw_region_graph(
+            graph.image,
+            graph.segments,
+            graph.pos,
+            graph.edge_index,
+            values=out["attention"][-1],
+            ax=axes[0, 0],
+            cmap="magma",
+            label="CLS attention (last layer)",
+        )
+        axes[0, 0].set_title(self.prediction_title(record), fontsize=8)
+        for ax, draw in zip(axes[0, 1:], panels):
+            draw(ax)
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
 
     def write_breakdowns(self, net: nn.Module, loader, out_dir: Path) -> list[Path]:
         """Files ``eval`` writes beside ``metrics.json`` (default: none)."""

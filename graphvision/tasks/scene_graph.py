@@ -255,6 +255,25 @@ class SceneGraphTask(Task):
     def prediction_title(self, record) -> str:
         return ", ".join(f"{d['category']} {d['probability']:.2f}" for d in record["scene"][:4])
 
+    def prediction_panels(self, record, graph) -> list:
+        if not record.get("objects"):
+            return []
+
+        def scene_graph(ax) -> None:
+            from graphvision.viz import draw_scene_graph
+
+            draw_scene_graph(
+                graph.image,
+                graph.obj_box,
+                [o["predicted"] for o in record["objects"]],
+                graph.rel_index,
+                [r["predicted"] for r in record["relations"]],
+                ax=ax,
+            )
+            ax.set_title("predicted objects and relations", fontsize=8)
+
+        return [scene_graph]
+
     def write_breakdowns(self, net, loader, out_dir: Path) -> list[Path]:
         """``per_category_ap.md`` (AP of every category, best first, with its positives) and
         ``relation_confusion.png`` (rows: true relation, columns: predicted; row-normalised)."""
