@@ -17,6 +17,7 @@ import hydra
 import torch
 from omegaconf import DictConfig
 from torch_geometric.data import Batch
+from tqdm.auto import tqdm
 
 from graphvision.checkpoint import load_module
 from graphvision.data.cache import build_entry, to_graph
@@ -52,14 +53,15 @@ def predict_image(
     path: Path,
     regions: RegionConfig,
     objects: ObjectConfig,
-    coco: tuple | None = None,
-    top_k: int = 3,
-    threshold: float = 0.5,
+    coco: tuple | None,
+    top_k: int,
+    threshold: float,
 ) -> tuple[dict, object, dict]:
     """Runs the model on one image; returns the JSON record, the graph and the raw outputs.
 
     ``coco``: ``({file name: CocoImage}, category ids)`` of an annotation file naming the
-    image, whose objects and relations the task then predicts beside the annotated ones.
+    image, whose objects and relations the task then predicts beside the annotated ones;
+    ``top_k`` and ``threshold``: see ``conf/predict.yaml``.
     """
     task = module.net.task
     records, category_ids = coco or ({}, ())
@@ -97,7 +99,7 @@ def predict(cfg: DictConfig) -> list[Path]:
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written, skipped = [], []
-    for path in images:
+    for path in tqdm(images, desc="predict", unit="img", disable=None):
         try:
             record, graph, out = predict_image(
                 module, path, regions, objects, coco, cfg.top_k, cfg.threshold
