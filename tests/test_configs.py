@@ -282,3 +282,60 @@ def test_tags_and_run_config_reach_the_loggers(tmp_path):
     assert hparams["tags"] == ["coco", "relations"] and hparams["seed"] == 7
     assert hparams["data"]["_target_"] == "graphvision.data.CocoDataModule"
     assert hparams["trainer"]["max_epochs"] == 20
+
+
+NEW_TASK = '''
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.classification import MultilabelAveragePrecision
+
+from graphvision.heads import SceneHead
+from graphvision.tasks import Task
+
+
+class SceneLabelsTask(Task):
+    """Only which categories the image holds."""
+
+    loss_names = ("scene",)
+    progress_bar = ("scene_map",)
+
+    def __init__(self, info, dim, dropout, loss_weights):
+        super().__init__(info, dim, dropout, loss_weights)
+        self.categories = self.require("categories", "use a scene-graph dataset")
+        self.head = SceneHead(dim, len(self.categories))
+
+    def forward(self, cls, tokens, batch):
+        return {"scene_logits": self.head(cls)}
+
+    def attribution_logits(self, out):
+        return out["scene_logits"]
+
+    def losses(self, out, batch):
+        return {"scene": F.binary_cross_entropy_with_logits(out["scene_logits"], batch.y)}
+
+    def make_metrics(self):
+        return nn.ModuleDict({"scene_map": MultilabelAveragePrecision(len(self.categories))})
+
+    def update_metrics(self, metrics, out, batch):
+        metrics["scene_map"](out["scene_logits"], batch.y.long())
+        return {"scene_map": metrics["scene_map"]}
+'''
+
+
+def test_a_new_task_is_a_module_and_a_config(tmp_path, monkeypatch):
+    """A task written outside graphvision (a module and its config) trains, validates and
+    logs through the unchanged DataModules, module and entry point."""
+    from omegaconf import OmegaConf, open_dict
+
+    (tmp_path / "my_tasks.py").write_text(NEW_TASK)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = compose_cfg(
+        overrides=["debug=fdr", "data.prepare_workers=1", *TINY_SYNTHETIC], tmp=tmp_path
+    )
+    with open_dict(cfg):
+        cfg.model.task = OmegaConf.create(
+            {"_target_": "my_tasks.SceneLabelsTask", "loss_weights": {"scene": 1.0}}
+        )
+    metrics = train(cfg)
+    assert set(metrics) == {"val/loss", "val/loss_scene", "val/scene_map"}
+    assert metrics["val/loss"] == metrics["val/loss_scene"]  # its weight is 1
