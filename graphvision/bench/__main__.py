@@ -1,4 +1,8 @@
-from graphvision.bench.cli import main
+"""``python -m graphvision.bench ...``: runs a benchmark, prints its summary."""
+
+from graphvision.bench.cli import parser, run, summary
 
 if __name__ == "__main__":
-    main()
+    args = parser().parse_args()
+    print(summary(args, run(args)))
+    print(f"\nwrote {args.out}")

@@ -1,6 +1,6 @@
 """The command line: ``python -m graphvision.bench {regions,prepare,train} --out FILE.json``
-runs one benchmark, prints its summary and writes its result (plus the machine's CPU and
-torch thread counts) as JSON."""
+runs one benchmark and writes its result (plus the machine's CPU and torch thread counts) as
+JSON; ``python -m graphvision.bench`` also prints the benchmark's summary."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 
 from graphvision.bench import prepare, regions, train
+
+log = logging.getLogger(__name__)
 
 BENCHMARKS = {
     "regions": (regions, "region-graph speed and quality vs PyG and scikit-image"),
@@ -31,16 +33,24 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-def main(argv: list[str] | None = None) -> dict:
-    args = parser().parse_args(argv)
+def run(args: argparse.Namespace) -> dict:
+    """Runs the benchmark ``args.command`` and writes its result to ``args.out``."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     import torch
 
-    module = BENCHMARKS[args.command][0]
-    result = module.run(args)
+    result = BENCHMARKS[args.command][0].run(args)
     result["machine"] = {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()}
-    print(module.summary(result))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwrote {args.out}")
+    log.info("wrote %s", args.out)
     return result
+
+
+def summary(args: argparse.Namespace, result: dict) -> str:
+    """The benchmark's summary of ``result``, as ``python -m graphvision.bench`` prints it."""
+    return BENCHMARKS[args.command][0].summary(result)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """``run`` on the parsed command line ``argv``; returns the result."""
+    return run(parser().parse_args(argv))
