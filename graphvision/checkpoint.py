@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from graphvision.module import GraphVisionModule
-from graphvision.tasks.legacy import CHECKPOINT_FORMAT, upgrade_checkpoint
+from graphvision.tasks.legacy import CHECKPOINT_FORMAT, fill_missing, upgrade_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +30,11 @@ def load_module(
     checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     if "hyper_parameters" not in checkpoint or "state_dict" not in checkpoint:
         raise ValueError(f"{path} is not a graphvision checkpoint (no hyper-parameters or weights)")
-    if checkpoint.get("graphvision_format", 1) < CHECKPOINT_FORMAT:
-        log.info("%s predates tasks as objects: converting its hyper-parameters and names", path)
+    old = checkpoint.get("graphvision_format", 1) < CHECKPOINT_FORMAT
+    if old:
+        log.info("%s has an older layout: converting its hyper-parameters and names", path)
         checkpoint = upgrade_checkpoint(checkpoint)
     module = GraphVisionModule(**checkpoint["hyper_parameters"])
-    module.load_state_dict(checkpoint["state_dict"])
+    state = checkpoint["state_dict"]
+    module.load_state_dict(fill_missing(state, module.state_dict()) if old else state)
     return module.to(map_location)

@@ -78,15 +78,16 @@ def object_masks(
     weight: torch.Tensor,
     obj_batch: torch.Tensor,
     num_objects: int,
+    num_regions: int,
 ) -> torch.Tensor:
     """Each object's soft mask at the working resolution, painted from its regions: a pixel
     takes the membership of its region.
 
     Shapes:
         segments ``[B, H, W]`` (batch-global region ids), index ``[2, K]``, weight ``[K]``,
-        obj_batch ``[M]`` -> ``[M, H, W]``.
+        obj_batch ``[M]`` -> ``[M, H, W]``; ``num_regions``: the batch's region count (a
+        subsampled ``segments`` may miss thin regions).
     """
-    num_regions = int(segments.max()) + 1 if segments.numel() else 0
     dense = weight.new_zeros(num_objects, num_regions)
     dense[index[0], index[1]] = weight  # (M, N)
     pixels = segments[obj_batch].flatten(1)  # (M, H*W)
@@ -148,7 +149,12 @@ class ObjectHead(nn.Module):
             with torch.no_grad():  # built from data only (memberships, region boxes): no gradient
                 step = max(1, segments.size(1) // (8 * self.shape_grid))
                 masks = object_masks(
-                    segments[:, ::step, ::step], index, weight, obj_batch, num_objects
+                    segments[:, ::step, ::step],
+                    index,
+                    weight,
+                    obj_batch,
+                    num_objects,
+                    tokens.size(0),
                 )
                 parts.append(object_shape(masks, geom, self.shape_grid))  # (M, g*g)
         emb = self.embed(torch.cat(parts, dim=1))
@@ -225,3 +231,34 @@ class ZeroShotHead(nn.Module):
 
 class ClassHead(SceneHead):
     """Single-label image class logits ``[B, K]`` from the CLS vector."""
+
+
+class GroupingHead(nn.Module):
+    """Same-instance logits ``[E]`` of region-graph edges: whether the two regions of an
+    edge belong to one object instance (SGDet's grouping, :mod:`graphvision.grouping`).
+
+    Symmetric in the two regions (sum and absolute difference of their tokens, absolute
+    edge features), so both directions of an edge get the same logit: it is computed once
+    per region pair and shared by the pair's edges.
+    """
+
+    def __init__(self, dim: int, edge_dim: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.classify = mlp(2 * dim + edge_dim, dim, 1, dropout)
+
+    def forward(
+        self, tokens: torch.Tensor, edge_index: torch.Tensor, edge_attr: torch.Tensor
+    ) -> torch.Tensor:
+        h = self.norm(tokens)
+        lo, hi = edge_index.min(dim=0).values, edge_index.max(dim=0).values
+        key = lo * tokens.size(0) + hi  # one key per unordered region pair
+        _, inverse = torch.unique(key, return_inverse=True)
+        first = torch.full((int(inverse.max()) + 1 if inverse.numel() else 0,), key.numel(),
+                           dtype=torch.long, device=key.device)  # fmt: skip
+        first = first.scatter_reduce(
+            0, inverse, torch.arange(key.numel(), device=key.device), reduce="amin"
+        )  # one edge of each pair
+        a, b = h[edge_index[0, first]], h[edge_index[1, first]]
+        pair = torch.cat([a + b, (a - b).abs(), edge_attr[first].abs().to(h.dtype)], dim=1)
+        return self.classify(pair).squeeze(1)[inverse]

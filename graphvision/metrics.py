@@ -1,85 +1,361 @@
-"""Scene-graph metrics: triplet Recall@K and mean Recall@K over predicates."""
+"""Scene-graph metrics as the field reports them (torchmetrics, DDP-safe).
+
+- :class:`SceneGraphRecall`: triplet Recall@K with graph constraint (``R@K``: one
+  predicate per object pair) and without (``ngR@K``: every predicate of every pair ranked),
+  mean Recall@K over predicates (``mR@K``, ``ng-mR@K``) and zero-shot Recall@K (``zR@K``,
+  ``ng-zR@K``: ground-truth triplets whose (subject, predicate, object) classes never occur
+  in the training split). A triplet's score is subject score x object score x predicate
+  score. Given objects (``predcls``, ``sgcls``) match by identity; detected ones (``sgdet``)
+  match a ground-truth triplet when the three labels agree and both the subject and the
+  object box have IoU >= 0.5 with the ground truth's (Scene-Graph-Benchmark's rule).
+- :class:`DetectionEval`: object detection quality of the detected instances, computed by
+  pycocotools' ``COCOeval`` (bbox and segm AP, AP50, AR@100, and the class-agnostic
+  segm AP and recall at IoU 0.5).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
+from dataclasses import dataclass
+
+import numpy as np
 import torch
-from torch_geometric.utils import scatter
 from torchmetrics import Metric
+from torchvision.ops import box_iou
+
+log = logging.getLogger(__name__)
 
 
-def triplet_hits(rel_logits, obj_logits, rel_index, rel_label, obj_label, rel_batch, k: int):
-    """Which ground-truth triplets are recalled in each image's top-``k`` predictions.
+@dataclass
+class SceneGraphs:
+    """Objects and scored object pairs of a batch of images (predicted or annotated).
 
-    Every ordered pair carries one ground-truth predicate and one predicted triplet
-    (argmax subject class, argmax predicate, argmax object class), scored by the product
-    of the three probabilities. A ground-truth triplet is recalled when its pair is among
-    the image's ``k`` best-scored pairs and the predicted triplet equals it.
-
-    Shapes:
-        rel_logits ``[R, P]``, obj_logits ``[M, C]``, rel_index ``[2, R]``, rel_label ``[R]``,
-        obj_label ``[M]``, rel_batch ``[R]`` -> hits ``[R]`` bool.
+    Fields:
+        labels ``[M]``, scores ``[M]`` (1 for given labels), boxes ``[M, 4]`` (normalised
+        x0, y0, x1, y1), batch ``[M]`` (image of each object), pairs ``[2, R]`` (subject,
+        object; global object indices), and either ``predicate_scores [R, P]`` (predicted)
+        or ``predicates [R]`` (annotated).
     """
-    rel_p, rel_hat = rel_logits.float().softmax(-1).max(-1)
-    obj_p, obj_hat = obj_logits.float().softmax(-1).max(-1)
-    s, o = rel_index
-    score = rel_p * obj_p[s] * obj_p[o]  # (R,)
-    correct = (rel_hat == rel_label) & (obj_hat[s] == obj_label[s]) & (obj_hat[o] == obj_label[o])
-    order = torch.argsort(score, descending=True, stable=True)
-    order = order[torch.argsort(rel_batch[order], stable=True)]  # by image, then by score
-    counts = torch.bincount(rel_batch)
-    start = torch.cumsum(counts, 0) - counts  # (B,)
-    rank = torch.empty_like(order)
-    rank[order] = torch.arange(order.numel(), device=order.device) - start[rel_batch[order]]
-    return correct & (rank < k)
+
+    labels: torch.Tensor
+    scores: torch.Tensor
+    boxes: torch.Tensor
+    batch: torch.Tensor
+    pairs: torch.Tensor
+    predicate_scores: torch.Tensor | None = None
+    predicates: torch.Tensor | None = None
 
 
-class RelationRecall(Metric):
-    """Triplet Recall@K (mean over images) and mean Recall@K (per-predicate recall averaged
-    over the images that have the predicate, then over predicates).
+def ranked_triplets(pred: SceneGraphs, rows: torch.Tensor, graph_constraint: bool, top: int):
+    """The ``top`` best-scored predicted triplets among the pairs ``rows`` of one image:
+    ``(pair index [T], predicate [T])``, best first."""
+    s, o = pred.pairs[:, rows]
+    obj_score = pred.scores[s] * pred.scores[o]  # (R_b,)
+    p_scores = pred.predicate_scores[rows].float()  # (R_b, P)
+    if graph_constraint:
+        best, predicate = p_scores.max(dim=1)
+        score, pair = obj_score * best, torch.arange(rows.numel(), device=rows.device)
+    else:
+        flat = (obj_score[:, None] * p_scores).flatten()
+        pair = torch.arange(flat.numel(), device=rows.device) // p_scores.size(1)
+        predicate = torch.arange(flat.numel(), device=rows.device) % p_scores.size(1)
+        score = flat
+    order = torch.argsort(score, descending=True, stable=True)[:top]
+    return rows[pair[order]], predicate[order]
 
-    ``compute()`` returns ``{"R@K": ..., "mR@K": ...}``.
+
+def first_hit_rank(
+    pred: SceneGraphs,
+    truth: SceneGraphs,
+    image: int,
+    graph_constraint: bool,
+    top: int,
+    match: str,
+    iou_threshold: float = 0.5,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each ground-truth triplet of ``image``: the rank of the best-scored predicted
+    triplet that matches it (``top`` if none does within the ``top`` best), and the triplets'
+    row indices in ``truth``.
+
+    ``match``: ``"identity"`` (the predicted objects are the annotated ones, same indices)
+    or ``"iou"`` (labels agree and subject and object boxes have IoU >= ``iou_threshold``).
+    """
+    gt_rows = (truth.batch[truth.pairs[0]] == image).nonzero().flatten()
+    rows = (pred.batch[pred.pairs[0]] == image).nonzero().flatten()
+    rank = torch.full((gt_rows.numel(),), top, dtype=torch.long, device=gt_rows.device)
+    if gt_rows.numel() == 0 or rows.numel() == 0:
+        return rank, gt_rows
+    pair, predicate = ranked_triplets(pred, rows, graph_constraint, top)  # (T,)
+    ps, po = pred.pairs[:, pair]
+    gs, go = truth.pairs[:, gt_rows]
+    ok = predicate[:, None] == truth.predicates[gt_rows][None, :]  # (T, G)
+    ok &= pred.labels[ps][:, None] == truth.labels[gs][None, :]
+    ok &= pred.labels[po][:, None] == truth.labels[go][None, :]
+    if match == "identity":
+        ok &= (ps[:, None] == gs[None, :]) & (po[:, None] == go[None, :])
+    else:
+        iou = box_iou(pred.boxes.float(), truth.boxes.float())  # (M_pred, M_gt)
+        ok &= (iou[ps][:, gs] >= iou_threshold) & (iou[po][:, go] >= iou_threshold)
+    ranks = torch.arange(pair.numel(), device=pair.device)[:, None].expand_as(ok)
+    rank = torch.where(ok, ranks, top).amin(dim=0)
+    return rank, gt_rows
+
+
+class SceneGraphRecall(Metric):
+    """Triplet recall of one evaluation mode at several K, with and without graph
+    constraint, per predicate, and on zero-shot triplets.
+
+    Args:
+        num_predicates: P.
+        ks: the K of Recall@K.
+        match: ``"identity"`` (``predcls``, ``sgcls``) or ``"iou"`` (``sgdet``).
+
+    ``update(pred, truth, seen_triplets=None)``: ``seen_triplets`` (bool ``[C, P, C]``) are
+    the (subject, predicate, object) classes of the training split; ``zR@K`` counts the
+    ground-truth triplets outside it, and is reported once an update has passed them.
+
+    Recall is averaged over images (those with a ground-truth triplet); ``mR@K`` averages
+    each predicate's recall over the images holding it, then over predicates; ``zR@K``
+    averages the recall of zero-shot triplets over the images holding one.
+    ``compute()`` returns ``{"R@K", "ngR@K", "mR@K", "ng-mR@K"[, "zR@K", "ng-zR@K"]}``.
     """
 
     full_state_update = False
+    CONSTRAINTS = ("", "ng")  # with and without graph constraint
 
-    def __init__(self, num_predicates: int, k: int = 50, **kwargs) -> None:
+    def __init__(
+        self,
+        num_predicates: int,
+        ks: tuple[int, ...] = (20, 50, 100),
+        match: str = "identity",
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
-        self.k, self.num_predicates = k, num_predicates
-        self.add_state("recall_sum", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("images", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state(
-            "pred_recall_sum",
-            torch.zeros(num_predicates, dtype=torch.float64),
-            dist_reduce_fx="sum",
-        )
-        self.add_state(
-            "pred_images", torch.zeros(num_predicates, dtype=torch.float64), dist_reduce_fx="sum"
-        )
+        if match not in ("identity", "iou"):
+            raise ValueError(f"match must be 'identity' or 'iou', got {match!r}")
+        self.ks, self.match, self.num_predicates = tuple(sorted(ks)), match, num_predicates
+        n_k, dt = len(self.ks), torch.float64
+        for c in self.CONSTRAINTS:
+            self.add_state(f"{c}recall", torch.zeros(n_k, dtype=dt), dist_reduce_fx="sum")
+            self.add_state(
+                f"{c}pred_recall", torch.zeros(n_k, num_predicates, dtype=dt), dist_reduce_fx="sum"
+            )
+            self.add_state(f"{c}zs_recall", torch.zeros(n_k, dtype=dt), dist_reduce_fx="sum")
+        self.add_state("images", torch.tensor(0.0, dtype=dt), dist_reduce_fx="sum")
+        self.add_state("pred_images", torch.zeros(num_predicates, dtype=dt), dist_reduce_fx="sum")
+        self.add_state("zs_images", torch.tensor(0.0, dtype=dt), dist_reduce_fx="sum")
+        self.add_state("zs_known", torch.tensor(0.0, dtype=dt), dist_reduce_fx="sum")
 
-    def update(self, rel_logits, obj_logits, rel_index, rel_label, obj_label, rel_batch) -> None:
-        if rel_label.numel() == 0:
+    def update(
+        self, pred: SceneGraphs, truth: SceneGraphs, seen_triplets: torch.Tensor | None = None
+    ) -> None:
+        zero_shot = seen_triplets is not None
+        if zero_shot:
+            self.zs_known += 1
+        if truth.pairs.numel() == 0:
             return
-        hits = triplet_hits(
-            rel_logits, obj_logits, rel_index, rel_label, obj_label, rel_batch, self.k
+        images = torch.unique(truth.batch[truth.pairs[0]]).tolist()
+        ks = torch.tensor(self.ks, device=truth.pairs.device)
+        p = self.num_predicates
+        for image in images:  # one image at a time: its triplets are ranked among its own
+            for c in self.CONSTRAINTS:
+                rank, rows = first_hit_rank(pred, truth, image, c == "", max(self.ks), self.match)
+                hit = (rank[None, :] < ks[:, None]).double()  # (n_k, G)
+                getattr(self, f"{c}recall").add_(hit.mean(dim=1))
+                predicate = truth.predicates[rows]
+                count = torch.bincount(predicate, minlength=p).double()  # (P,)
+                per = torch.zeros(len(self.ks), p, dtype=torch.float64, device=hit.device)
+                per.index_add_(1, predicate, hit)
+                getattr(self, f"{c}pred_recall").add_(per / count.clamp_min(1))
+                if zero_shot:
+                    s, o = truth.pairs[:, rows]
+                    unseen = ~seen_triplets[truth.labels[s], predicate, truth.labels[o]]
+                    if unseen.any():
+                        getattr(self, f"{c}zs_recall").add_(hit[:, unseen].mean(dim=1))
+            self.images += 1
+            self.pred_images += (count > 0).double()
+            if zero_shot and unseen.any():
+                self.zs_images += 1
+
+    def per_predicate(self, constraint: str = "") -> torch.Tensor:
+        """Recall of every predicate ``[len(ks), P]`` (NaN where no image holds it)."""
+        return getattr(self, f"{constraint}pred_recall") / self.pred_images.where(
+            self.pred_images > 0, torch.nan
         )
-        b = int(rel_batch.max()) + 1
-        gt = torch.bincount(rel_batch, minlength=b).double()
-        hit = scatter(hits.double(), rel_batch, dim=0, dim_size=b, reduce="sum")
-        has = gt > 0
-        self.recall_sum += (hit[has] / gt[has]).sum()
-        self.images += has.sum()
-        cell = rel_batch * self.num_predicates + rel_label  # (image, predicate)
-        gt_p = torch.bincount(cell, minlength=b * self.num_predicates).double().view(b, -1)
-        hit_p = scatter(
-            hits.double(), cell, dim=0, dim_size=b * self.num_predicates, reduce="sum"
-        ).view(b, -1)
-        has_p = gt_p > 0
-        self.pred_recall_sum += torch.where(has_p, hit_p / gt_p.clamp_min(1), 0.0).sum(0)
-        self.pred_images += has_p.sum(0)
 
     def compute(self) -> dict[str, torch.Tensor]:
-        recall = self.recall_sum / self.images.clamp_min(1)
-        seen = self.pred_images > 0
-        per_pred = self.pred_recall_sum[seen] / self.pred_images[seen]
-        mean_recall = per_pred.mean() if seen.any() else torch.tensor(0.0, dtype=torch.float64)
-        return {f"R@{self.k}": recall.float(), f"mR@{self.k}": mean_recall.float()}
+        out = {}
+        for c in self.CONSTRAINTS:
+            recall = getattr(self, f"{c}recall") / self.images.clamp_min(1)
+            mean = self.per_predicate(c).nanmean(dim=1).nan_to_num(0.0)
+            zs = getattr(self, f"{c}zs_recall") / self.zs_images.clamp_min(1)
+            for i, k in enumerate(self.ks):
+                out[f"{c}R@{k}"] = recall[i].float()
+                out[f"{c}{'-' if c else ''}mR@{k}"] = mean[i].float()
+                if self.zs_known > 0:
+                    out[f"{c}{'-' if c else ''}zR@{k}"] = zs[i].float()
+        return out
+
+
+def encode_masks(masks: torch.Tensor) -> list[dict]:
+    """COCO RLEs of bool masks ``[M, H, W]`` (pycocotools' encoder)."""
+    from pycocotools import mask as mask_utils
+
+    array = np.asfortranarray(masks.permute(1, 2, 0).cpu().numpy().astype(np.uint8))
+    return mask_utils.encode(array) if masks.size(0) else []
+
+
+class DetectionEval(Metric):
+    """Detection quality of the instances found in ``sgdet``, by pycocotools' ``COCOeval``.
+
+    ``update(image_ids, pred_masks, pred_labels, pred_scores, pred_batch, gt_masks,
+    gt_labels, gt_batch)`` takes bool masks at the working resolution; they are kept as COCO
+    RLEs (bytes) in list states, which DDP gathers; images seen twice (a distributed
+    sampler's padding) count once. ``compute()`` returns ``segm_AP``, ``segm_AP50``,
+    ``segm_AR100``, ``bbox_AP``, ``bbox_AP50``, ``bbox_AR100``, and class-agnostic
+    ``segm_AP50_agnostic`` and ``obj_recall50`` (share of annotated objects with an instance
+    of mask IoU >= 0.5, COCOeval's recall at 100 detections).
+    """
+
+    full_state_update = False
+    FIELDS = ("image", "label", "score", "height", "width", "rle", "rle_len")
+
+    def __init__(self, num_categories: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.num_categories = num_categories
+        for side in ("dt", "gt"):
+            for f in self.FIELDS:
+                self.add_state(f"{side}_{f}", [], dist_reduce_fx="cat")
+
+    def _add(self, side: str, image_ids, masks, labels, scores, batch) -> None:
+        rles = encode_masks(masks)
+        counts = [r["counts"] for r in rles]
+        device = labels.device
+        h, w = masks.shape[1:]
+        n = masks.size(0)
+        values = {
+            "image": image_ids[batch].long(),
+            "label": labels.long(),
+            "score": scores.float(),
+            "height": torch.full((n,), h, dtype=torch.long, device=device),
+            "width": torch.full((n,), w, dtype=torch.long, device=device),
+            "rle": torch.frombuffer(bytearray(b"".join(counts)), dtype=torch.uint8).to(device)
+            if counts
+            else torch.zeros(0, dtype=torch.uint8, device=device),
+            "rle_len": torch.tensor([len(c) for c in counts], dtype=torch.long, device=device),
+        }
+        for f, v in values.items():
+            getattr(self, f"{side}_{f}").append(v)
+
+    def update(
+        self, image_ids, pred_masks, pred_labels, pred_scores, pred_batch,
+        gt_masks, gt_labels, gt_batch,
+    ) -> None:  # fmt: skip
+        self._add("dt", image_ids, pred_masks, pred_labels, pred_scores, pred_batch)
+        ones = torch.ones(gt_labels.numel(), device=gt_labels.device)
+        self._add("gt", image_ids, gt_masks, gt_labels, ones, gt_batch)
+
+    def _records(self, side: str) -> list[dict]:
+        def cat(f):
+            value = getattr(self, f"{side}_{f}")
+            if isinstance(value, list):
+                value = torch.cat(value) if value else torch.zeros(0)
+            return value.cpu()
+
+        v = {f: cat(f) for f in self.FIELDS}
+        raw = bytes(v["rle"].to(torch.uint8).numpy())
+        ends = np.cumsum(v["rle_len"].numpy())
+        records = []
+        for i, end in enumerate(ends):
+            start = end - int(v["rle_len"][i])
+            records.append({
+                "image_id": int(v["image"][i]),
+                "category_id": int(v["label"][i]) + 1,
+                "score": float(v["score"][i]),
+                "segmentation": {
+                    "size": [int(v["height"][i]), int(v["width"][i])],
+                    "counts": raw[start:end],
+                },
+            })  # fmt: skip
+        return records
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        gt, dt = self._records("gt"), self._records("dt")
+        return {
+            k: torch.tensor(v)
+            for k, v in coco_detection_metrics(gt, dt, self.num_categories).items()
+        }
+
+
+def coco_detection_metrics(gt: list[dict], dt: list[dict], num_categories: int) -> dict[str, float]:
+    """COCOeval's bbox and segm AP, AP50, AR@100, and class-agnostic segm AP50 and recall
+    at IoU 0.5, of detections ``dt`` against ground truth ``gt`` (records with
+    ``image_id``, ``category_id``, ``segmentation`` as RLE, and for ``dt`` a ``score``).
+    Boxes are the masks' tight boxes. An image listed twice counts once."""
+    from pycocotools import mask as mask_utils
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    names = ("segm_AP", "segm_AP50", "segm_AR100", "bbox_AP", "bbox_AP50", "bbox_AR100",
+             "segm_AP50_agnostic", "obj_recall50")  # fmt: skip
+    images = {}
+    for r in gt + dt:
+        images.setdefault(r["image_id"], r["segmentation"]["size"])
+    if not gt:
+        return dict.fromkeys(names, float("nan"))
+
+    def dedupe(records: list[dict]) -> list[dict]:
+        seen, out = set(), []
+        for r in records:  # a record repeated verbatim (same image evaluated twice) counts once
+            key = (r["image_id"], r["category_id"], r["score"], r["segmentation"]["counts"])
+            if key not in seen:
+                seen.add(key)
+                out.append(r)
+        return out
+
+    gt, dt = dedupe(gt), dedupe(dt)
+    anns = []
+    for i, r in enumerate(gt, 1):
+        rle = r["segmentation"]
+        anns.append({**r, "id": i, "iscrowd": 0, "area": float(mask_utils.area(rle)),
+                     "bbox": mask_utils.toBbox(rle).tolist()})  # fmt: skip
+    dataset = {
+        "images": [{"id": k, "height": s[0], "width": s[1]} for k, s in images.items()],
+        "annotations": anns,
+        "categories": [{"id": c + 1, "name": str(c)} for c in range(num_categories)],
+    }
+    results = [{**r, "bbox": mask_utils.toBbox(r["segmentation"]).tolist()} for r in dt]
+    values = {}
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        coco = COCO()
+        coco.dataset = dataset
+        coco.createIndex()
+        detections = coco.loadRes(results) if results else None
+        for iou_type in ("segm", "bbox"):
+            if detections is None:
+                values.update(
+                    {f"{iou_type}_AP": 0.0, f"{iou_type}_AP50": 0.0, f"{iou_type}_AR100": 0.0}
+                )
+                continue
+            ev = COCOeval(coco, detections, iou_type)
+            ev.evaluate()
+            ev.accumulate()
+            ev.summarize()
+            values[f"{iou_type}_AP"] = ev.stats[0]
+            values[f"{iou_type}_AP50"] = ev.stats[1]
+            values[f"{iou_type}_AR100"] = ev.stats[8]
+        if detections is None:
+            values["segm_AP50_agnostic"] = values["obj_recall50"] = 0.0
+        else:
+            ev = COCOeval(coco, detections, "segm")
+            ev.params.useCats = 0
+            ev.evaluate()
+            ev.accumulate()
+            ev.summarize()
+            values["segm_AP50_agnostic"] = ev.stats[1]
+            # recall [T, K, A, M]: IoU 0.5, the one (merged) category, all areas, 100 detections
+            values["obj_recall50"] = float(ev.eval["recall"][0, 0, 0, -1])
+    log.debug("COCOeval:\n%s", printed.getvalue())
+    return {k: float(max(values[k], 0.0)) for k in names}

@@ -54,17 +54,32 @@ class GraphVisionNet(nn.Module):
         feats = self.features(batch.image, batch.segments, batch.pos, batch.batch)  # (N, C)
         return self.node_encoder(torch.cat([feats, batch.x], dim=1))  # (N, d)
 
-    def forward(self, batch, return_attention: bool = False, nodes: torch.Tensor | None = None):
+    def forward(
+        self,
+        batch,
+        return_attention: bool = False,
+        nodes: torch.Tensor | None = None,
+        detect: bool = False,
+    ):
         """Logits of every head of the task. ``return_attention`` adds ``attention [layers,
         N]``, the CLS token's attention to each region; ``nodes`` replaces
-        :meth:`node_inputs` (for attributions)."""
-        h = self.node_inputs(batch) if nodes is None else nodes
-        h = self.gnn(h, batch.edge_index, batch.edge_attr, batch.batch)  # (N, d)
-        seq = self.sequence(h, batch.pos, batch.batch, return_attention)
-        out = self.task(seq.cls, seq.tokens, batch)
+        :meth:`node_inputs` (for attributions); ``detect`` asks a task that finds objects
+        (``task.detect_every``) to find them as well (scene graphs: ``det_*``)."""
+        seq = self.encode(batch, return_attention, nodes)
+        if detect and "sgdet" in self.task.modes:
+            out = self.task(seq.cls, seq.tokens, batch, detect=True)
+        else:
+            out = self.task(seq.cls, seq.tokens, batch)
         if return_attention:
             out["attention"] = seq.attention
         return out
+
+    def encode(self, batch, return_attention: bool = False, nodes: torch.Tensor | None = None):
+        """The sequence stage's output (:class:`~graphvision.sequence.SequenceOutput`) that the
+        task reads: CNN features, GNN and sequence stage."""
+        h = self.node_inputs(batch) if nodes is None else nodes
+        h = self.gnn(h, batch.edge_index, batch.edge_attr, batch.batch)  # (N, d)
+        return self.sequence(h, batch.pos, batch.batch, return_attention)
 
     def region_attribution(self, batch, category: int) -> torch.Tensor:
         """Gradient x input attribution ``[N]`` of each region to the image-level logit of

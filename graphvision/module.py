@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from graphvision.model import GraphVisionNet
-from graphvision.tasks.legacy import CHECKPOINT_FORMAT, upgrade_state_dict
+from graphvision.tasks.legacy import CHECKPOINT_FORMAT, fill_missing, upgrade_state_dict
 
 STAGES = ("val", "test")
 
@@ -70,6 +70,31 @@ class GraphVisionModule(L.LightningModule):
         self.save_hyperparameters()
         self.net = GraphVisionNet(info, task, backbone, gnn, sequence, dim, dropout)
         self.metrics = nn.ModuleDict({stage: self.net.task.make_metrics() for stage in STAGES})
+        #: find objects while validating (``sgdet``): None follows ``task.detect_every`` during
+        #: training and always outside it (``trainer.validate``); True/False forces it
+        self.detect: bool | None = None
+
+    def detect_now(self) -> bool:
+        """Whether this validation or test epoch also finds objects (``sgdet``): outside
+        training always, in training every ``task.detect_every`` epochs and at the last one,
+        never in the sanity check (unless :attr:`detect` says otherwise)."""
+        if self.detect is not None:
+            return self.detect
+        every = self.net.task.detect_every
+        trainer = self._trainer
+        if not every or trainer is None or trainer.sanity_checking:
+            return bool(every) and trainer is None
+        if trainer.state.fn != "fit":
+            return True
+        epoch = self.current_epoch + 1
+        return epoch % every == 0 or (
+            trainer.max_epochs is not None and epoch >= trainer.max_epochs
+        )
+
+    def on_fit_start(self) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is not None:
+            self.net.task.fit_start(datamodule)
 
     @property
     def loss_weights(self) -> dict[str, float]:
@@ -88,7 +113,7 @@ class GraphVisionModule(L.LightningModule):
         return sum(weights[k] * v for k, v in losses.items())
 
     def _step(self, batch, stage: str):
-        out = self(batch)
+        out = self.net(batch, detect=stage != "train" and self.detect_now())
         losses = self.losses(out, batch)
         loss = self.weighted_loss(losses)
         bs = batch.num_graphs
@@ -140,10 +165,13 @@ class GraphVisionModule(L.LightningModule):
         checkpoint["graphvision_format"] = CHECKPOINT_FORMAT
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        """Resuming from a checkpoint written before tasks were objects renames its
-        parameters to today's names."""
-        if checkpoint.get("graphvision_format", 1) < CHECKPOINT_FORMAT:
+        """Resuming from a checkpoint of an older format renames its parameters to today's
+        names and starts the parts it did not have (the grouping head) afresh."""
+        fmt = checkpoint.get("graphvision_format", 1)
+        if fmt < 2:
             checkpoint["state_dict"] = upgrade_state_dict(checkpoint["state_dict"])
+        if fmt < CHECKPOINT_FORMAT:
+            checkpoint["state_dict"] = fill_missing(checkpoint["state_dict"], self.state_dict())
 
     def make_optimizer(self, fused: bool = False) -> torch.optim.AdamW:
         """AdamW over the trainable parameters, without weight decay on biases and norms.

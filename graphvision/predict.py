@@ -1,10 +1,14 @@
-"""Predict: ``python -m graphvision.predict ckpt_path=PATH image=FILE_OR_FOLDER [annotations=COCO.json]``.
+"""Predict: ``python -m graphvision.predict ckpt_path=PATH image=FILE_OR_FOLDER
+[annotations=COCO.json | boxes=BOXES.json]``.
 
-Writes, per image, ``<name>.json`` (the region graph's size and the task's prediction
-record: for scene graphs the scene labels with probabilities, each region's top classes and
-the CLS token's attention to it and, with ``annotations``, the objects and relations; for
-image folders the classes) and ``<name>.png`` (the task's picture: the region graph coloured
-by attention, and for scene graphs with annotations the predicted scene graph).
+Writes, per image, ``<name>.json`` (the photo's size and the working size, the region
+graph's size and the task's prediction record: for scene graphs the scene labels with
+probabilities, each region's top classes and the CLS token's attention to it, and the scene
+graph: objects found in the region graph (``sgdet``), or the user's boxes (``sgcls`` /
+``predcls``), or the annotated objects next to the ground truth, with masks as COCO RLE at
+the photo's size and every ordered pair's relation; for image folders the classes) and
+``<name>.png`` (the task's picture over the photo at its own size: the region graph coloured
+by attention, and for scene graphs the objects' outlines and top relations).
 """
 
 from __future__ import annotations
@@ -14,71 +18,17 @@ import logging
 from pathlib import Path
 
 import hydra
-import torch
 from omegaconf import DictConfig
-from torch_geometric.data import Batch
 from tqdm.auto import tqdm
 
 from graphvision.checkpoint import load_module
-from graphvision.data.cache import build_entry, to_graph
 from graphvision.data.coco import ObjectConfig, read_coco
-from graphvision.data.images import IMAGE_SUFFIXES, UnreadableImageError
+from graphvision.data.images import UnreadableImageError
+from graphvision.inference import OPTIONS, list_images, predict_image, read_boxes
 from graphvision.regions import RegionConfig
 from graphvision.utils import CONFIG_DIR, rank_zero_logging
 
 log = logging.getLogger(__name__)
-
-
-def list_images(path: str | Path) -> list[Path]:
-    """The image itself, or the images of a folder (sorted); a clear error if none."""
-    path = Path(path)
-    if path.is_file():
-        return [path]
-    if path.is_dir():
-        files = sorted(
-            p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-        )
-        if files:
-            return files
-        raise FileNotFoundError(
-            f"image={path}: the folder holds no images ({', '.join(IMAGE_SUFFIXES)})"
-        )
-    raise FileNotFoundError(
-        f"image={path} does not exist: pass an image file or a folder of images"
-    )
-
-
-def predict_image(
-    module,
-    path: Path,
-    regions: RegionConfig,
-    objects: ObjectConfig,
-    coco: tuple | None,
-    top_k: int,
-    threshold: float,
-) -> tuple[dict, object, dict]:
-    """Runs the model on one image; returns the JSON record, the graph and the raw outputs.
-
-    ``coco``: ``({file name: CocoImage}, category ids)`` of an annotation file naming the
-    image, whose objects and relations the task then predicts beside the annotated ones;
-    ``top_k`` and ``threshold``: see ``conf/predict.yaml``.
-    """
-    task = module.net.task
-    records, category_ids = coco or ({}, ())
-    job = task.image_job(path, records.get(path.name), category_ids)
-    graph = to_graph(build_entry(job, regions, objects))
-    batch = Batch.from_data_list([graph], follow_batch=list(task.follow_batch))
-    with torch.no_grad():
-        out = module.net(batch.to(module.device), return_attention=True)
-    out = {k: v.cpu() for k, v in out.items()}
-    record = {
-        "image": str(path),
-        "size": list(reversed(graph.image.shape[1:])),
-        "regions": graph.num_nodes,
-        "edges": int(graph.edge_index.size(1)) // 2,
-        **task.prediction_record(out, graph, top_k, threshold),
-    }
-    return record, graph, out
 
 
 def predict(cfg: DictConfig) -> list[Path]:
@@ -90,19 +40,28 @@ def predict(cfg: DictConfig) -> list[Path]:
     images = list_images(cfg.image)
     coco = None
     if cfg.get("annotations"):
+        if cfg.get("boxes"):
+            raise ValueError("pass annotations= or boxes=, not both")
         index = read_coco(cfg.annotations, Path(images[0]).parent)
         coco = ({img.file.name: img for img in index.images}, [c["id"] for c in index.categories])
         if index.category_names != module.hparams.info.get("categories"):
             raise ValueError(
                 f"{cfg.annotations}: its categories differ from those {cfg.ckpt_path} predicts"
             )
+    boxes = {}
+    if cfg.get("boxes"):
+        categories = module.hparams.info.get("categories") or []
+        if "sgcls" not in module.net.task.modes:
+            raise ValueError(f"boxes= needs a scene-graph model; {cfg.ckpt_path} is not one")
+        boxes = read_boxes(cfg.boxes, images, categories)
+    options = {k: cfg[k] for k in OPTIONS}
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written, skipped = [], []
     for path in tqdm(images, desc="predict", unit="img", disable=None):
         try:
-            record, graph, out = predict_image(
-                module, path, regions, objects, coco, cfg.top_k, cfg.threshold
+            record, graph, out, rgb = predict_image(
+                module, path, regions, objects, coco, options, boxes.get(path.name)
             )
         except UnreadableImageError as err:
             if len(images) == 1:
@@ -112,7 +71,7 @@ def predict(cfg: DictConfig) -> list[Path]:
             continue
         target = out_dir / f"{path.stem}.json"
         target.write_text(json.dumps(record, indent=1) + "\n")
-        module.net.task.draw_prediction(record, graph, out, out_dir / f"{path.stem}.png")
+        module.net.task.draw_prediction(record, graph, out, out_dir / f"{path.stem}.png", photo=rgb)
         written.append(target)
     if skipped:
         log.warning(

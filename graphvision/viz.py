@@ -27,6 +27,16 @@ def _np(x) -> np.ndarray:
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
+def upsample_labels(labels, size: tuple[int, int]) -> torch.Tensor:
+    """A label map ``[h, w]`` (region or instance ids) at ``size`` ``(H, W)``, nearest
+    neighbour: the working resolution's regions drawn over the photo at its own size."""
+    labels = torch.as_tensor(labels)
+    up = torch.nn.functional.interpolate(
+        labels[None, None].double(), size=tuple(size), mode="nearest"
+    )
+    return up[0, 0].to(labels.dtype)
+
+
 def file_figure(nrows: int = 1, ncols: int = 1, figsize=(6, 6)):
     """A figure to save to a file, made without pyplot: no backend is switched (a notebook
     keeps its own) and nothing stays open. Returns the figure and ``axes [nrows, ncols]``."""
@@ -119,9 +129,12 @@ def draw_region_values(
     return ax
 
 
-def draw_scene_graph(image, boxes, labels, rel_index, rel_labels, ax=None, max_relations: int = 12):
+def draw_scene_graph(
+    image, boxes, labels, rel_index, rel_labels, ax=None, max_relations: int = 12, masks=None
+):
     """Objects (boxes in normalised ``x0, y0, x1, y1``, with names) and relations (arrows
-    from subject to object centre, labelled) over the image."""
+    from subject to object centre, labelled) over the image; with ``masks`` (one ``[H, W]``
+    mask per object, at the image's size) each object's outline instead of its box."""
     from matplotlib.patches import FancyArrowPatch, Rectangle
 
     ax = _axes(ax)
@@ -130,8 +143,13 @@ def draw_scene_graph(image, boxes, labels, rel_index, rel_labels, ax=None, max_r
     ax.imshow(img)
     box = _np(boxes).reshape(-1, 4) * np.array([w, h, w, h])
     colours = [f"C{i % 10}" for i in range(len(box))]
-    for (x0, y0, x1, y1), name, c in zip(box, labels, colours):
-        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=c, linewidth=1.5))
+    for i, ((x0, y0, x1, y1), name, c) in enumerate(zip(box, labels, colours)):
+        if masks is not None and _np(masks[i]).any():
+            ax.contour(_np(masks[i]).astype(float), levels=[0.5], colors=[c], linewidths=1.5)
+        else:
+            ax.add_patch(
+                Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=c, linewidth=1.5)
+            )
         ax.text(
             x0,
             y0,

@@ -171,7 +171,7 @@ def test_fast_dev_run_folder_classification(tmp_path):
         (
             "scene_graph",
             SCENE_INFO,
-            {"scene_logits", "region_logits", "object_logits", "relation_logits"},
+            {"scene_logits", "region_logits", "object_logits", "relation_logits", "edge_logits"},
         ),
         ("classification", CLASS_INFO, {"class_logits"}),
     ],

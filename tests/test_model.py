@@ -9,7 +9,7 @@ from torch_geometric.utils import to_dense_batch
 from graphvision.features import RegionFeatures, load_backbone, pool_regions
 from graphvision.gnn import LAYERS, RegionGNN
 from graphvision.heads import object_geometry, pool_objects
-from graphvision.metrics import RelationRecall, triplet_hits
+from graphvision.metrics import SceneGraphRecall, SceneGraphs
 from graphvision.sequence import from_sequence, raster_order, sincos_2d, to_sequence
 from tests.conftest import build_module
 
@@ -169,23 +169,22 @@ def test_pool_objects_and_geometry_exact():
 
 
 def test_relation_recall_exact():
-    """Two images; image 0 has 3 GT pairs, image 1 has 1. K=2."""
+    """Two images; image 0 has 3 GT pairs, image 1 has 1. K=2, objects all correct."""
     obj_label = torch.tensor([0, 1, 2, 0, 1])
-    big = 10.0
-    obj_logits = torch.full((5, 3), -big)
-    obj_logits[torch.arange(5), obj_label] = big  # objects all correct
+    obj_batch = torch.tensor([0, 0, 0, 1, 1])
+    boxes = torch.rand(5, 2).repeat(1, 2) + torch.tensor([0, 0, 0.1, 0.1])
     rel_index = torch.tensor([[0, 1, 2, 3], [1, 2, 0, 4]])
     rel_label = torch.tensor([0, 1, 0, 2])
-    rel_batch = torch.tensor([0, 0, 0, 1])
     rel_logits = torch.full((4, 3), 0.0)
     rel_logits[0, 0] = 5.0  # correct, most confident
     rel_logits[1, 2] = 4.0  # wrong predicate
     rel_logits[2, 0] = 1.0  # correct but third in its image: outside K=2
     rel_logits[3, 2] = 3.0  # correct
-    hits = triplet_hits(rel_logits, obj_logits, rel_index, rel_label, obj_label, rel_batch, k=2)
-    assert hits.tolist() == [True, False, False, True]
-    metric = RelationRecall(num_predicates=3, k=2)
-    metric.update(rel_logits, obj_logits, rel_index, rel_label, obj_label, rel_batch)
+    ones = torch.ones(5)
+    pred = SceneGraphs(obj_label, ones, boxes, obj_batch, rel_index, rel_logits.softmax(-1))
+    truth = SceneGraphs(obj_label, ones, boxes, obj_batch, rel_index, predicates=rel_label)
+    metric = SceneGraphRecall(num_predicates=3, ks=(2,))
+    metric.update(pred, truth)
     out = metric.compute()
     assert out["R@2"].item() == pytest.approx((1 / 3 + 1) / 2)
     # predicate 0: image 0 recalls 1 of 2; predicate 1: 0 of 1; predicate 2: image 1, 1 of 1
@@ -240,7 +239,7 @@ def test_object_masks_and_shape_exact():
     segments = torch.tensor([[[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 3, 3], [2, 2, 3, 3]]])
     index = torch.tensor([[0, 0, 0], [0, 1, 2]])
     weight = torch.tensor([1.0, 1.0, 1.0])  # an L of three quadrants
-    masks = object_masks(segments, index, weight, torch.tensor([0]), 1)
+    masks = object_masks(segments, index, weight, torch.tensor([0]), 1, int(segments.max()) + 1)
     assert masks[0].tolist() == [[1, 1, 1, 1], [1, 1, 1, 1], [1, 1, 0, 0], [1, 1, 0, 0]]
     geom = torch.tensor([[0.5, 0.5, 0.0, 0.0, 1.0, 1.0, 0.75, 0.75]])
     shape = object_shape(masks, geom, grid=2)  # quadrants, row-major
@@ -249,13 +248,16 @@ def test_object_masks_and_shape_exact():
 
 def test_degenerate_images_through_the_whole_model(degenerate_batch):
     """An 8x8 image, a one-region (flat) image and an image without objects: finite outputs
-    and a finite loss."""
+    (objects found in the region graph too) and a finite loss."""
     batch, info = degenerate_batch
     module = build_module(info, ["model/gnn=gatv2", "model.dim=32"])
-    out = module(batch)
-    assert all(torch.isfinite(v).all() for v in out.values())
+    out = module.net(batch, detect=True)
+    assert "det_label" in out
+    assert all(torch.isfinite(v.float()).all() for v in out.values())
+    assert out["det_region_instance"].shape == (batch.num_nodes,)
+    assert int(out["det_region_instance"].max()) < out["det_label"].numel()
     losses = module.losses(out, batch)
-    assert set(losses) == {"scene", "regions", "objects", "relations"}
+    assert set(losses) == {"scene", "regions", "objects", "relations", "grouping"}
     assert all(torch.isfinite(v) for v in losses.values())
 
 

@@ -74,6 +74,13 @@ RELATION_METRICS = {
     "val/rel_acc",
     "val/rel_R@50",
     "val/rel_mR@50",
+    "val/rel_R@20",
+    "val/rel_R@100",
+    "val/rel_ngR@50",
+    "val/predcls_R@50",
+    "val/sgdet_R@50",
+    "val/sgdet_segm_AP50",
+    "val/sgdet_obj_recall50",
     "val/loss",
 }
 

@@ -4,6 +4,7 @@ the notebook."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -174,9 +175,112 @@ def test_predict_with_annotations_adds_objects_and_relations(trained, tmp_path):
     )
     record = json.loads((out / "000000.json").read_text())
     m = len(record["objects"])
-    assert m >= 2 and len(record["relations"]) == m * (m - 1)
-    assert all(0.0 <= r["probability"] <= 1.0 for r in record["relations"])
+    assert record["mode"] == "sgcls" and m >= 2 and len(record["relations"]) == m * (m - 1)
+    assert all("true" in o and 0.0 <= o["score"] <= 1.0 for o in record["objects"])
+    for r in record["relations"]:
+        assert "true" in r and 0.0 <= r["score"] <= 1.0
+        assert sum(r["scores"].values()) == pytest.approx(1.0, abs=1e-4)
+    assert [r["score"] for r in record["relations"]] == sorted(
+        (r["score"] for r in record["relations"]), reverse=True
+    )
     assert _is_png(out / "000000.png")
+
+
+def _predict(trained, tmp_path, *args) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "graphvision.predict",
+         f"ckpt_path={trained / 'run/checkpoints/last.ckpt'}", *args,
+         f"hydra.run.dir={tmp_path / 'hydra'}"],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+
+
+def test_predict_finds_objects_in_a_photo_without_annotations(trained, coco_tiny, tmp_path):
+    """sgdet on a real COCO photo: the JSON states the photo's size beside the working
+    size; every object's mask decodes (pycocotools) to the photo's size and its box lies
+    inside the photo and equals the mask's box; relations refer to listed objects."""
+    from pycocotools import mask as mask_utils
+
+    photo = sorted((coco_tiny / "val2017").glob("*.jpg"))[0]
+    width, height = Image.open(photo).size
+    out = tmp_path / "pred"
+    proc = _predict(trained, tmp_path, f"image={photo}", f"out_dir={out}", "object_threshold=0.0")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    record = json.loads((out / f"{photo.stem}.json").read_text())
+    assert record["mode"] == "sgdet"
+    assert record["size"] == [width, height] and record["working_size"] == [128, 128]
+    assert record["objects"], "the model found no object"
+    ids = {o["id"] for o in record["objects"]}
+    for o in record["objects"]:
+        mask = mask_utils.decode({**o["mask"], "counts": o["mask"]["counts"].encode()})
+        assert mask.shape == (height, width) and mask.any()
+        x, y, w, h = o["box"]
+        assert 0 <= x and 0 <= y and x + w <= width + 0.5 and y + h <= height + 0.5
+        ys, xs = np.nonzero(mask)
+        assert [x, y, x + w, y + h] == pytest.approx(
+            [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], abs=0.6
+        )
+        assert len(o["top"]) == 3 and o["label"] == o["top"][0]["category"]
+    scores = [o["score"] for o in record["objects"]]
+    assert scores == sorted(scores, reverse=True)
+    assert all(r["subject"] in ids and r["object"] in ids for r in record["relations"])
+    assert len(record["relations"]) == min(20, len(ids) * (len(ids) - 1))
+    assert _is_png(out / f"{photo.stem}.png")
+    with Image.open(out / f"{photo.stem}.png") as png:  # drawn at the photo's aspect ratio
+        assert png.size[1] / png.size[0] == pytest.approx(5.5 * height / width / 12, rel=0.2)
+
+
+def test_predict_on_your_own_boxes(trained, coco_tiny, tmp_path):
+    """boxes= with two boxes: exactly 2 objects and 2 relations; with categories named,
+    predcls (the labels are the given ones, score 1)."""
+    photo = sorted((coco_tiny / "val2017").glob("*.jpg"))[0]
+    boxes = tmp_path / "boxes.json"
+    for named, mode in [(False, "sgcls"), (True, "predcls")]:
+        objects = [{"bbox": [10, 20, 150, 120]}, {"bbox": [200, 100, 90, 200]}]
+        if named:
+            objects[0]["category"], objects[1]["category"] = "red circle", "blue square"
+        boxes.write_text(json.dumps({photo.name: objects}))
+        out = tmp_path / mode
+        proc = _predict(trained, tmp_path, f"image={photo}", f"boxes={boxes}", f"out_dir={out}")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        record = json.loads((out / f"{photo.stem}.json").read_text())
+        assert record["mode"] == mode
+        assert len(record["objects"]) == 2 and len(record["relations"]) == 2
+        by_id = {o["id"]: o for o in record["objects"]}
+        assert by_id[0]["box"] == [10, 20, 150, 120] and by_id[1]["box"] == [200, 100, 90, 200]
+        if named:
+            assert by_id[0]["label"] == "red circle" and by_id[1]["score"] == 1.0
+        assert {(r["subject"], r["object"]) for r in record["relations"]} == {(0, 1), (1, 0)}
+
+
+def test_predict_refuses_bad_boxes(trained, coco_tiny, tmp_path):
+    """A boxes file naming an unknown image, an unknown label or a malformed box, and a box
+    outside the photo or of zero area: each stops with the file and the entry named (the
+    first through the entry point, the rest through the functions it calls)."""
+    from graphvision.inference import given_objects, read_boxes
+
+    photo = sorted((coco_tiny / "val2017").glob("*.jpg"))[0]
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps({"nope.jpg": [{"bbox": [0, 0, 10, 10]}]}))
+    proc = _predict(trained, tmp_path, f"image={photo}", f"boxes={boxes}")
+    assert proc.returncode != 0 and f"boxes={boxes}: entry 'nope.jpg' names no image" in proc.stderr
+    categories = ["red circle", "blue square"]
+    for content, message in [
+        ({photo.name: [{"bbox": [0, 0, 10, 10], "category": "unicorn"}]}, "object 0: unknown category 'unicorn'"),
+        ({photo.name: [{"bbox": [0, 0, 10]}]}, "object 0: 'bbox' must be [x, y, width, height]"),
+        ({photo.name: []}, "must be a non-empty list of objects"),
+    ]:  # fmt: skip
+        boxes.write_text(json.dumps(content))
+        with pytest.raises(ValueError) as err:
+            read_boxes(boxes, [photo], categories)
+        assert str(boxes) in str(err.value) and photo.name in str(err.value)
+        assert message in str(err.value)
+    graph = type("Graph", (), {})()  # the checks come before the graph is touched
+    for box, message in [([5, 5, 0, 10], "object 1: box [5.0, 5.0, 0.0, 10.0] has no area"),
+                         ([5000, 5, 10, 10], "object 1: box [5000.0, 5.0, 10.0, 10.0] has no area inside the 640x480 photo")]:  # fmt: skip
+        given = {"boxes": torch.tensor([[5.0, 5, 10, 10], box]), "labels": None}
+        with pytest.raises(ValueError, match=re.escape(message)):
+            given_objects(graph, given, photo, (640, 480))
 
 
 def test_predict_errors(trained, tmp_path):
@@ -229,10 +333,44 @@ def test_eval_writes_breakdowns(trained, tmp_path):
     table = (tmp_path / "per_category_ap.md").read_text().splitlines()
     assert table[0] == "| category | AP | positives |" and len(table) == 2 + 9
     assert _is_png(tmp_path / "relation_confusion.png")
-    assert json.loads((tmp_path / "metrics.json").read_text()).keys() >= {
-        "val/scene_map",
-        "val/rel_acc",
-    }
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics.keys() >= {"val/scene_map", "val/rel_acc", "val/rel_R@50", "val/predcls_R@50",
+                              "val/sgdet_R@50", "val/sgdet_segm_AP", "val/rel_zR@50"}  # fmt: skip
+    recall = (tmp_path / "predicate_recall.md").read_text().splitlines()
+    assert recall[0].startswith("| predicate | ground truth | predcls R@50 | predcls ngR@50 |")
+    assert len(recall) == 2 + 6 and "sgdet ngR@50" in recall[0]
+
+
+def test_eval_in_one_mode(trained, tmp_path):
+    """mode=sgdet writes sgdet's metrics and not the other modes' recalls; grouping=class
+    evaluates the untrained baseline grouping on the same checkpoint."""
+    for grouping in ("learned", "class"):
+        run_module(
+            "graphvision.eval",
+            f"ckpt_path={trained / 'run/checkpoints/last.ckpt'}",
+            "mode=sgdet",
+            f"grouping={grouping}",
+            f"hydra.run.dir={tmp_path / grouping}",
+            cwd=ROOT,
+        )
+        metrics = json.loads((tmp_path / grouping / "metrics.json").read_text())
+        assert {"val/sgdet_R@50", "val/sgdet_segm_AP50", "val/sgdet_obj_recall50"} <= set(metrics)
+        assert not any(
+            k.startswith(("val/predcls_", "val/rel_R@", "val/rel_ngR@")) for k in metrics
+        )
+        header = (tmp_path / grouping / "predicate_recall.md").read_text().splitlines()[0]
+        assert header == "| predicate | ground truth | sgdet R@50 | sgdet ngR@50 |"
+    from types import SimpleNamespace
+
+    from graphvision.eval import evaluation_modes
+
+    task = SimpleNamespace(modes=("predcls", "sgcls", "sgdet"))
+    assert evaluation_modes(None, task) == task.modes and evaluation_modes("sgdet", task) == (
+        "sgdet",
+    )
+    with pytest.raises(ValueError, match=re.escape("mode=['sgfoo']: choose among")):
+        evaluation_modes(["sgfoo"], task)
+    assert evaluation_modes(None, SimpleNamespace(modes=())) == ()
 
 
 @pytest.mark.slow
@@ -306,9 +444,9 @@ def test_notebook_runs_and_draws(tmp_path, monkeypatch):
         kernel_name="python3",
         resources={"metadata": {"path": str(ROOT / "experiments")}},
     ).execute()
-    # the README shows the first two, drawn by the notebook under these names
+    # the README shows three, drawn by the notebook under these names
     readme = (ROOT / "README.md").read_text()
-    for name in ("region_graphs_skimage.png", "prediction_attention.png"):
+    for name in ("region_graphs_skimage.png", "prediction_attention.png", "sgdet_photos.png"):
         assert (
             f"experiments/figures/{name}" in readme
             and (ROOT / "experiments/figures" / name).is_file()
@@ -318,6 +456,7 @@ def test_notebook_runs_and_draws(tmp_path, monkeypatch):
         "prediction_attention.png",
         "predictions.png",
         "scene_graph.png",
+        "sgdet_photos.png",
     ):
         assert _is_png(tmp_path / name), name
     if COCO_TINY.is_dir():
@@ -393,39 +532,100 @@ def _as_written_before_tasks(checkpoint: dict) -> dict:
     return old
 
 
-def test_checkpoints_from_before_tasks_load_evaluate_and_resume(trained, tmp_path):
+def _as_format_2(checkpoint: dict) -> dict:
+    """A checkpoint as graphvision wrote it before objects were found in the region graph
+    (format 2): no grouping head, no record of the training triplets, no ``sgdet`` settings
+    or ``grouping`` loss weight, one recall K."""
+    h = checkpoint["hyper_parameters"]
+    task = {k: v for k, v in h["task"].items() if k != "sgdet"}
+    task["loss_weights"] = {k: v for k, v in task["loss_weights"].items() if k != "grouping"}
+    task["recall_k"] = 50
+    state = {k: v for k, v in checkpoint["state_dict"].items()
+             if not k.startswith("net.task.grouping_head.") and k != "net.task.train_triplets"}  # fmt: skip
+    return {**checkpoint, "hyper_parameters": {**h, "task": task}, "state_dict": state,
+            "graphvision_format": 2}  # fmt: skip
+
+
+#: metrics that depend on the grouping head, which older checkpoints lack (they evaluate
+#: sgdet with grouping=class)
+GROUPING_METRICS = ("val/sgdet_", "val/grouping_acc", "val/loss")
+
+
+def test_checkpoints_of_older_formats_load_evaluate_and_resume(trained, tmp_path):
+    """Checkpoints written before tasks were objects (format 1) and before the grouping head
+    (format 2), rebuilt by hand from the current one: they load with grouping=class and a
+    grouping loss weight of 0, every head they had gives exactly the current outputs, eval
+    gives the same metrics (those not depending on the grouping head; the training triplets
+    are read from the data), and training resumes from them."""
     from torch_geometric.data import Batch
 
     from graphvision.checkpoint import load_module
     from graphvision.data.cache import load_entry, to_graph
+    from graphvision.tasks.legacy import SGDET_FOR_OLD_MODELS
 
     new_path = trained / "run" / "checkpoints" / "last.ckpt"
-    old_path = tmp_path / "old.ckpt"
     checkpoint = torch.load(new_path, weights_only=True)
-    assert checkpoint["graphvision_format"] == 2
-    torch.save(_as_written_before_tasks(checkpoint), old_path)
-    old, new = load_module(old_path).eval(), load_module(new_path).eval()
-    assert old.hparams.task == new.hparams.task and old.hparams.info == new.hparams.info
+    assert checkpoint["graphvision_format"] == 3
+    format_2 = _as_format_2(checkpoint)
+    paths = {"format_2": tmp_path / "format2.ckpt", "format_1": tmp_path / "format1.ckpt"}
+    torch.save(format_2, paths["format_2"])
+    torch.save(_as_written_before_tasks(format_2), paths["format_1"])
+    new = load_module(new_path).eval()
     graph = to_graph(load_entry(next((trained / "data" / "cache").rglob("*.gvc"))))
     batch = Batch.from_data_list([graph], follow_batch=list(new.net.task.follow_batch))
-    with torch.no_grad():
-        for key, value in new(batch).items():
-            assert torch.equal(old(batch)[key], value), key
     metrics = {}
-    for name, path in (("old", old_path), ("new", new_path)):
+    run_module(
+        "graphvision.eval", f"ckpt_path={new_path}", f"hydra.run.dir={tmp_path / 'new'}", cwd=ROOT
+    )
+    metrics["new"] = json.loads((tmp_path / "new" / "metrics.json").read_text())
+    for name, path in paths.items():
+        old = load_module(path).eval()
+        assert old.hparams.task["sgdet"] == SGDET_FOR_OLD_MODELS
+        assert old.net.task.grouping == "class" and old.net.task.loss_weights["grouping"] == 0.0
+        assert old.hparams.info == new.hparams.info
+        with torch.no_grad():
+            got, expected = old(batch), new(batch)
+        for key in ("scene_logits", "region_logits", "object_logits", "relation_logits"):
+            assert torch.equal(got[key], expected[key]), (name, key)
         run_module(
             "graphvision.eval", f"ckpt_path={path}", f"hydra.run.dir={tmp_path / name}", cwd=ROOT
         )
         metrics[name] = json.loads((tmp_path / name / "metrics.json").read_text())
-    assert metrics["old"] == metrics["new"]
+        shared = {k for k in metrics[name] if not k.startswith(GROUPING_METRICS)}
+        assert {"val/scene_map", "val/rel_R@50", "val/rel_zR@50", "val/predcls_mR@50"} <= shared
+        assert "val/sgdet_segm_AP50" in metrics[name]
+        for key in shared:
+            assert metrics[name][key] == pytest.approx(metrics["new"][key], abs=1e-6), (name, key)
     run_module(
         "graphvision.train",
         *TINY_SYNTHETIC,
         "trainer.max_epochs=2",
-        f"ckpt_path={old_path}",
+        f"ckpt_path={paths['format_1']}",
         f"paths.data_dir={trained / 'data'}",
         f"hydra.run.dir={tmp_path / 'resumed'}",
         cwd=tmp_path,
     )
     resumed = torch.load(tmp_path / "resumed/checkpoints/last.ckpt", weights_only=True)
-    assert resumed["epoch"] == 1 and resumed["graphvision_format"] == 2
+    assert resumed["epoch"] == 1 and resumed["graphvision_format"] == 3
+
+
+def test_bench_predict_json(trained, coco_tiny, tmp_path):
+    """``bench predict`` times each part of predict on photos with the model loaded once;
+    checked: the structure and the arithmetic, never a speed."""
+    from graphvision import bench
+
+    out = tmp_path / "predict.json"
+    result = bench.main([
+        "predict", "--out", str(out), "--ckpt", str(trained / "run/checkpoints/last.ckpt"),
+        "--images", str(coco_tiny / "val2017"), "--limit", "3",
+    ])  # fmt: skip
+    assert json.loads(out.read_text()) == result
+    assert result["images"] == 3 and result["working_size"] == [128, 128]
+    parts = result["ms_per_image"]
+    assert set(parts) == {"decode", "regions", "network", "grouping", "record", "total"}
+    assert all(parts[k]["mean_ms"] > 0 for k in ("decode", "regions", "network", "total"))
+    assert (
+        sum(parts[k]["mean_ms"] for k in parts if k != "total") <= parts["total"]["mean_ms"] + 0.1
+    )
+    ratio = parts["grouping"]["mean_ms"] / parts["network"]["mean_ms"]
+    assert result["grouping_over_network"] == pytest.approx(ratio, abs=2e-3)

@@ -33,7 +33,7 @@ from graphvision.regions import RegionConfig, image_to_regions
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -64,13 +64,17 @@ class ImageJob:
         return hashlib.sha1(blob.encode()).hexdigest()
 
 
-def build_entry(job: ImageJob, regions: RegionConfig, objects: ObjectConfig) -> dict:
-    """Decodes, resizes and segments one image; builds its graph and targets.
+def build_entry(
+    job: ImageJob, regions: RegionConfig, objects: ObjectConfig, rgb: np.ndarray | None = None
+) -> dict:
+    """Decodes (unless ``rgb``, the decoded image, is given), resizes and segments one
+    image; builds its graph and targets.
 
     Raises:
         UnreadableImageError: the image cannot be decoded.
     """
-    rgb = load_rgb(job.path, job.expected_size)
+    if rgb is None:
+        rgb = load_rgb(job.path, job.expected_size)
     graph = image_to_regions(rgb, regions)
     out = {
         "image": torch.from_numpy(np.ascontiguousarray(graph["image"].transpose(2, 0, 1))),

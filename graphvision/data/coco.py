@@ -217,7 +217,10 @@ def object_targets(
     Returns:
         ``y [1, C]``, ``obj_label [M]``, ``obj_box [M, 4]`` (normalised x0, y0, x1, y1),
         ``obj_region_index [2, K]`` (object, region), ``obj_region_weight [K]``
-        (fraction of the region the object covers), ``rel_index [2, R]``, ``rel_label [R]``.
+        (fraction of the region the object covers), ``obj_mask [M, ceil(h * w / 8)]`` (the
+        object's mask at the working resolution, a pixel in it when the object covers at
+        least half of it, bit-packed row-major by ``np.packbits``; :func:`unpack_masks`),
+        ``rel_index [2, R]``, ``rel_label [R]``.
     """
     from PIL import Image
 
@@ -229,7 +232,7 @@ def object_targets(
     flat = segments.ravel()
     n = int(flat.max()) + 1
     area = np.bincount(flat, minlength=n).astype(np.float64)
-    labels, boxes, centres, mem_obj, mem_reg, mem_w = [], [], [], [], [], []
+    labels, boxes, centres, mem_obj, mem_reg, mem_w, masks = [], [], [], [], [], [], []
     for m, a in enumerate(objects):
         x, yy, bw, bh = a["bbox"]
         box = np.array([x / width, yy / height, (x + bw) / width, (yy + bh) / height])
@@ -241,6 +244,7 @@ def object_targets(
             Image.fromarray(mask.astype(np.float32)).resize((w, h), Image.BOX), dtype=np.float64
         )
         weight = np.bincount(flat, coverage.ravel(), minlength=n) / np.maximum(area, 1)
+        masks.append(np.packbits(coverage.ravel() >= 0.5))
         regions = np.nonzero(weight >= cfg.min_membership)[0]
         if len(regions) == 0:
             regions = np.array([int(np.argmax(weight))])
@@ -258,6 +262,19 @@ def object_targets(
         "obj_box": boxes_arr,
         "obj_region_index": np.stack([_cat(mem_obj, np.int64), _cat(mem_reg, np.int64)]),
         "obj_region_weight": _cat(mem_w, np.float32),
+        "obj_mask": np.stack(masks) if masks else np.zeros((0, (h * w + 7) // 8), np.uint8),
         "rel_index": rel_index,
         "rel_label": rel_label,
     }
+
+
+def unpack_masks(packed, height: int, width: int):
+    """``obj_mask [M, ceil(h * w / 8)]`` (bit-packed, see :func:`object_targets`) -> bool
+    ``[M, height, width]``; takes and returns NumPy arrays or torch tensors."""
+    import torch
+
+    is_torch = isinstance(packed, torch.Tensor)
+    array = packed.cpu().numpy() if is_torch else np.asarray(packed)
+    bits = np.unpackbits(array, axis=1, count=height * width).astype(bool)
+    bits = bits.reshape(-1, height, width)
+    return torch.from_numpy(bits).to(packed.device) if is_torch else bits

@@ -41,6 +41,10 @@ class Task(nn.Module):
     loss_names: tuple[str, ...] = ()
     #: metric names shown in the progress bar
     progress_bar: tuple[str, ...] = ()
+    #: evaluation modes the task knows (scene graphs: ``predcls``, ``sgcls``, ``sgdet``)
+    modes: tuple[str, ...] = ()
+    #: validate with detection (``forward(..., detect=True)``) every n epochs; 0: never
+    detect_every: int = 0
 
     def __init__(
         self, info: dict, dim: int, dropout: float, loss_weights: dict[str, float]
@@ -61,9 +65,14 @@ class Task(nn.Module):
             raise ValueError(f"{type(self).__name__} needs data with {key}, got none: {hint}")
         return names
 
+    def fit_start(self, datamodule) -> None:
+        """Called when training starts, with the DataModule (set up): what the task records
+        about the training split (default: nothing)."""
+
     # -- the forward pass -----------------------------------------------------------------
     def forward(self, cls: torch.Tensor, tokens: torch.Tensor, batch) -> dict[str, torch.Tensor]:
-        """Logits of every head, by name, from ``cls [B, d]`` and ``tokens [N, d]``."""
+        """Logits of every head, by name, from ``cls [B, d]`` and ``tokens [N, d]``. A task
+        with :attr:`detect_every` also takes ``detect: bool`` (find objects as well)."""
         raise NotImplementedError
 
     def attribution_logits(self, out: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -98,30 +107,38 @@ class Task(nn.Module):
         (``annotation``, a :class:`~graphvision.data.coco.CocoImage`) if there is one."""
         return ImageJob(str(path), 0)
 
-    def prediction_record(
-        self, out: dict[str, torch.Tensor], graph, top_k: int, threshold: float
-    ) -> dict:
-        """The JSON-ready prediction of one image (a batch of one graph)."""
+    def prediction_record(self, out: dict[str, torch.Tensor], graph, options: dict) -> dict:
+        """The JSON-ready prediction of one image (a batch of one graph). ``options``:
+        ``conf/predict.yaml``'s settings (``top_k``, ``threshold``, ...) and ``size``, the
+        photo's own (width, height)."""
         raise NotImplementedError
 
     def prediction_title(self, record: dict) -> str:
         """A one-line summary of a prediction record, for its picture."""
         return ""
 
-    def prediction_panels(self, record: dict, graph) -> list[Callable]:
-        """Drawings beside the region graph in a prediction's picture, each ``f(ax)``."""
+    def prediction_panels(self, record: dict, graph, image) -> list[Callable]:
+        """Drawings beside the region graph in a prediction's picture, each ``f(ax)``, over
+        ``image`` (the photo at its own size)."""
         return []
 
-    def draw_prediction(self, record: dict, graph, out: dict, path: Path) -> None:
+    def draw_prediction(self, record: dict, graph, out: dict, path: Path, photo=None) -> None:
         """The prediction's PNG: the region graph coloured by the CLS token's attention (last
-        layer), titled by :meth:`prediction_title`, then :meth:`prediction_panels`."""
-        from graphvision.viz import draw_region_graph, file_figure
+        layer), titled by :meth:`prediction_title`, then :meth:`prediction_panels`; over
+        ``photo`` (``[H, W, 3]`` uint8, the image at its own size and aspect ratio) when
+        given, else over the working copy."""
+        from graphvision.viz import draw_region_graph, file_figure, upsample_labels
 
-        panels = self.prediction_panels(record, graph)
-        fig, axes = file_figure(1, 1 + len(panels), figsize=(6 * (1 + len(panels)), 5.5))
+        image, segments = graph.image, graph.segments
+        if photo is not None:
+            image, segments = photo, upsample_labels(graph.segments, photo.shape[:2])
+        h, w = segments.shape
+        panels = self.prediction_panels(record, graph, image)
+        height = 5.5 * min(max(h / w, 0.5), 2.0)
+        fig, axes = file_figure(1, 1 + len(panels), figsize=(6 * (1 + len(panels)), height))
         draw_region_graph(
-            graph.image,
-            graph.segments,
+            image,
+            segments,
             graph.pos,
             graph.edge_index,
             values=out["attention"][-1],
@@ -135,8 +152,9 @@ class Task(nn.Module):
         fig.tight_layout()
         fig.savefig(path, dpi=100)
 
-    def write_breakdowns(self, net: nn.Module, loader, out_dir: Path) -> list[Path]:
-        """Files ``eval`` writes beside ``metrics.json`` (default: none)."""
+    def write_breakdowns(self, net: nn.Module, loader, out_dir: Path, modes=None) -> list[Path]:
+        """Files ``eval`` writes beside ``metrics.json`` (default: none), for the evaluation
+        ``modes`` asked for (None: all of :attr:`modes`)."""
         return []
 
     def describe(self) -> str:

@@ -49,7 +49,7 @@ class ClassificationTask(Task):
         metrics["acc"](out["class_logits"], batch.label)
         return {"acc": metrics["acc"]}
 
-    def prediction_record(self, out, graph, top_k, threshold) -> dict:
+    def prediction_record(self, out, graph, options) -> dict:
         probs = out["class_logits"].softmax(-1)[0]
         return {
             "classes": sorted(

@@ -5,13 +5,23 @@ Then, ``info`` named the task (``info["task"]``: ``"relations"`` or ``"classific
 and its relation vocabulary ``relations``; the network held the heads itself; the heads'
 settings (``shape_grid``, ``zero_shot``, ``text_encoder``, ``recall_k``) and every loss
 weight (``loss_weights``, DeepSeek's ``balance`` among them) were the module's own.
+
+Format 2 (tasks as objects, before objects were found in the region graph) has no grouping
+head, no ``sgdet`` settings, no record of the training split's triplets and one recall K:
+it loads with ``grouping=class`` (the grouping that needs no training), a ``grouping`` loss
+weight of 0 and the new parts as a fresh module has them.
 """
 
 from __future__ import annotations
 
 #: Version of the checkpoint layout that ``GraphVisionModule`` writes; a checkpoint without
 #: one predates tasks as objects and is converted on load.
-CHECKPOINT_FORMAT = 2
+CHECKPOINT_FORMAT = 3
+
+#: what a format-2 scene-graph task is given for the settings it did not have
+SGDET_FOR_OLD_MODELS = {
+    "every": 0, "grouping": "class", "edge_threshold": 0.5, "max_objects": 16, "min_area": 0.002,
+}  # fmt: skip
 
 #: the task names those checkpoints carry in ``info["task"]``, and the task each one is now
 LEGACY_TASKS = {
@@ -76,11 +86,34 @@ def upgrade_hyper_parameters(old: dict) -> dict:
     }
 
 
+def add_grouping(hyper_parameters: dict) -> dict:
+    """Format-2 hyper-parameters with what a scene-graph task takes today (see the module's
+    docstring); other tasks are unchanged."""
+    task = dict(hyper_parameters["task"])
+    if task["_target_"] == "graphvision.tasks.SceneGraphTask":
+        task.setdefault("sgdet", dict(SGDET_FOR_OLD_MODELS))
+        task["loss_weights"] = {"grouping": 0.0, **task["loss_weights"]}
+    return {**hyper_parameters, "task": task}
+
+
+def fill_missing(state: dict, fresh: dict) -> dict:
+    """``state`` completed with the entries of ``fresh`` (a new module's state dict) that it
+    lacks: the parts an older format did not have."""
+    return {**{k: v for k, v in fresh.items() if k not in state}, **state}
+
+
 def upgrade_checkpoint(checkpoint: dict) -> dict:
-    """A checkpoint written before tasks were objects, in today's layout (a new dict)."""
+    """A checkpoint of an older format, in today's layout (a new dict; its state dict may
+    still lack the parts the old format did not have: :func:`fill_missing`)."""
+    fmt = checkpoint.get("graphvision_format", 1)
+    hyper, state = checkpoint["hyper_parameters"], checkpoint["state_dict"]
+    if fmt < 2:
+        hyper, state = upgrade_hyper_parameters(hyper), upgrade_state_dict(state)
+    if fmt < 3:
+        hyper = add_grouping(hyper)
     return {
         **checkpoint,
-        "hyper_parameters": upgrade_hyper_parameters(checkpoint["hyper_parameters"]),
-        "state_dict": upgrade_state_dict(checkpoint["state_dict"]),
+        "hyper_parameters": hyper,
+        "state_dict": state,
         "graphvision_format": CHECKPOINT_FORMAT,
     }
