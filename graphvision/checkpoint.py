@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import logging
+import pickle
 from pathlib import Path
 
 import torch
@@ -27,9 +28,22 @@ def load_module(
             f"ckpt_path={path} does not exist; pass a .ckpt written by graphvision.train "
             "(RUN_DIR/checkpoints/last.ckpt or epoch_*.ckpt)"
         )
-    checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    if "hyper_parameters" not in checkpoint or "state_dict" not in checkpoint:
-        raise ValueError(f"{path} is not a graphvision checkpoint (no hyper-parameters or weights)")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, ValueError, OSError, pickle.UnpicklingError) as err:
+        raise ValueError(
+            f"{path} is not a graphvision checkpoint ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else 'unreadable'}); pass a .ckpt written by "
+            "graphvision.train (RUN_DIR/checkpoints/last.ckpt or epoch_*.ckpt)"
+        ) from None
+    if (
+        not isinstance(checkpoint, dict)
+        or "hyper_parameters" not in checkpoint
+        or "state_dict" not in checkpoint
+    ):
+        raise ValueError(
+            f"{path} is not a graphvision checkpoint (no hyper-parameters or weights); pass a .ckpt written by graphvision.train"
+        )
     old = checkpoint.get("graphvision_format", 1) < CHECKPOINT_FORMAT
     if old:
         log.info("%s has an older layout: converting its hyper-parameters and names", path)

@@ -117,6 +117,7 @@ class GraphVisionModule(L.LightningModule):
         losses = self.losses(out, batch)
         loss = self.weighted_loss(losses)
         bs = batch.num_graphs
+        sync = stage != "train"  # validation and test averages are over every rank's batches
         self.log(
             f"{stage}/loss",
             loss,
@@ -124,11 +125,18 @@ class GraphVisionModule(L.LightningModule):
             prog_bar=True,
             on_epoch=True,
             on_step=stage == "train",
+            sync_dist=sync,
         )
         for name, value in losses.items():
-            self.log(f"{stage}/loss_{name}", value, batch_size=bs, on_epoch=True, on_step=False)
+            self.log(
+                f"{stage}/loss_{name}", value, batch_size=bs, on_epoch=True, on_step=False,
+                sync_dist=sync,
+            )  # fmt: skip
         for name, value in self.net.sequence.statistics().items():
-            self.log(f"{stage}/{name}", value, batch_size=bs, on_epoch=True, on_step=False)
+            self.log(
+                f"{stage}/{name}", value, batch_size=bs, on_epoch=True, on_step=False,
+                sync_dist=sync,
+            )  # fmt: skip
         return out, loss
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:

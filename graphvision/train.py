@@ -15,7 +15,8 @@ from pathlib import Path
 
 import hydra
 import lightning as L
-from omegaconf import DictConfig, OmegaConf
+import torch
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from graphvision.utils import (
     CONFIG_DIR,
@@ -61,6 +62,23 @@ def log_run_config(cfg: DictConfig, loggers: list) -> None:
         logger.log_hyperparams(hparams)
 
 
+def trainer_config(trainer_cfg: DictConfig) -> DictConfig:
+    """The trainer config as given, except ``sync_batchnorm``, which PyTorch supports on GPUs
+    only: on a CPU run (``accelerator=cpu``, or ``auto`` without CUDA) it is turned off,
+    with a log line, so that ``trainer=ddp trainer.accelerator=cpu`` trains."""
+    if not trainer_cfg.get("sync_batchnorm"):
+        return trainer_cfg
+    accelerator = str(trainer_cfg.get("accelerator", "auto"))
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    if on_gpu:
+        return trainer_cfg
+    log.info("trainer.sync_batchnorm=true needs GPUs; this run is on the CPU: turned off")
+    cfg = trainer_cfg.copy()
+    with open_dict(cfg):
+        cfg.sync_batchnorm = False
+    return cfg
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fits the configured model and returns the final validation metrics."""
     L.seed_everything(cfg.seed, workers=True)
@@ -74,7 +92,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     loggers = instantiate_all(cfg, "logger")
     log_run_config(cfg, loggers)
     trainer = hydra.utils.instantiate(
-        cfg.trainer, callbacks=instantiate_all(cfg, "callbacks"), logger=loggers or False
+        trainer_config(cfg.trainer),
+        callbacks=instantiate_all(cfg, "callbacks"),
+        logger=loggers or False,
     )
     started = time.perf_counter()
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
@@ -84,6 +104,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         log.info("validating the best checkpoint %s", best)
         trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False)
     metrics = scalar_metrics(trainer.callback_metrics)
+    if not trainer.is_global_zero:  # under DDP only rank zero writes the run's files
+        return metrics
     write_metrics(metrics, cfg.paths.output_dir)
     summary = {
         "fit_seconds": round(fit_seconds, 2),

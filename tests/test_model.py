@@ -278,3 +278,50 @@ def test_bilinear_at_equals_grid_sample():
         30, 5
     )
     torch.testing.assert_close(mine, theirs)
+
+
+@pytest.mark.parametrize("size, n_segments", [((448, 448), 800), ((96, 160), 120), ((160, 96), 60)])
+def test_heads_at_any_working_resolution(tmp_path, size, n_segments):
+    """The object-mask grid and every index from region geometry hold at large, non-square
+    working resolutions and with objects touching every border of the image: the forward
+    pass (objects found in the region graph too) is finite and the masks cover the regions."""
+    import skimage.data
+    from PIL import Image
+    from torch_geometric.data import Batch
+
+    from graphvision.data.cache import ImageJob, build_entry, to_graph
+    from graphvision.data.coco import ObjectConfig
+    from graphvision.regions import RegionConfig
+    from graphvision.tasks.scene_graph import instance_masks
+
+    photo = skimage.data.astronaut()  # 512x512
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    w, h = 512, 512
+    corners = [
+        [0, 0, 200, 150],
+        [w - 180, 0, 180, 220],
+        [0, h - 160, 240, 160],
+        [w - 200, h - 200, 200, 200],
+    ]
+    anns = tuple(
+        {"id": i + 1, "category_id": 1 + i % 2, "bbox": b, "iscrowd": 0}
+        for i, b in enumerate(corners)
+    )
+    job = ImageJob(str(tmp_path / "photo.png"), 7, (w, h), anns, (1, 2))
+    regions = RegionConfig(size=size, n_segments=n_segments)
+    graph = to_graph(build_entry(job, regions, ObjectConfig()))
+    assert graph.num_objects == 4 and tuple(graph.segments.shape) == size
+    info = {
+        "categories": ["a", "b"],
+        "predicates": ["left of", "above", "right of", "below", "inside", "surrounding"],
+        "classes": [],
+    }
+    module = build_module(info, ["model.dim=32"]).eval()
+    batch = Batch.from_data_list([graph, graph], follow_batch=list(module.net.task.follow_batch))
+    with torch.no_grad():
+        out = module.net(batch, detect=True)
+    assert all(torch.isfinite(v.float()).all() for v in out.values())
+    assert out["object_logits"].shape == (8, 2) and out["relation_logits"].shape == (24, 6)
+    masks = instance_masks(out["det_region_instance"], batch.segments, out["det_batch"])
+    assert masks.shape == (out["det_label"].numel(), *size)
+    assert torch.isfinite(module.losses(out, batch)["grouping"])

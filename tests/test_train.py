@@ -197,3 +197,40 @@ def test_bad_data_root_fails_before_training(tmp_path):
     assert proc.returncode != 0
     assert "missing does not exist" in proc.stderr and "expected COCO 2017 layout" in proc.stderr
     assert "Epoch" not in proc.stderr + proc.stdout
+
+
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes_matches_one_process_evaluation(tmp_path):
+    """``trainer=ddp trainer.accelerator=cpu trainer.devices=2`` trains (sync_batchnorm is
+    turned off on the CPU), pre-processes once, writes one metrics.json, and its validation
+    metrics are averaged over both ranks: they equal a one-process evaluation of the same
+    checkpoint (one image per batch, so that a batch's mean is an image's value)."""
+    out = run_module(
+        "graphvision.train",
+        *TINY_SYNTHETIC,
+        "data.batch_size=1",
+        "data.num_train=8",
+        "data.num_val=6",
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "trainer.max_epochs=1",
+        f"paths.data_dir={tmp_path / 'data'}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        cwd=tmp_path,
+    )
+    assert "sync_batchnorm=true needs GPUs" in out.stdout + out.stderr
+    assert len(list((tmp_path / "run").rglob("metrics.json"))) == 1
+    ddp = read_metrics(tmp_path / "run")
+    entries = list((tmp_path / "data" / "cache").rglob("*.gvc"))
+    assert len(entries) == 8 + 6  # every image pre-processed once, by one process
+    run_module(
+        "graphvision.eval",
+        f"ckpt_path={tmp_path / 'run/checkpoints/last.ckpt'}",
+        f"hydra.run.dir={tmp_path / 'eval'}",
+        cwd=ROOT,
+    )
+    single = read_metrics(tmp_path / "eval")
+    for name in ("val/loss", "val/loss_relations", "val/scene_map", "val/object_acc", "val/rel_R@50",
+                 "val/sgdet_segm_AP50"):  # fmt: skip
+        assert ddp[name] == pytest.approx(single[name], abs=1e-4), name

@@ -629,3 +629,24 @@ def test_bench_predict_json(trained, coco_tiny, tmp_path):
     )
     ratio = parts["grouping"]["mean_ms"] / parts["network"]["mean_ms"]
     assert result["grouping_over_network"] == pytest.approx(ratio, abs=2e-3)
+
+
+def test_a_file_that_is_not_a_checkpoint_is_a_clear_error(tmp_path):
+    """eval (and predict, through the same loader) on a zero-byte file, a text file or a
+    tensor file: a clear error naming the file and what a checkpoint is, not the unpickler's."""
+    from graphvision.checkpoint import load_module
+
+    (tmp_path / "empty.ckpt").write_bytes(b"")
+    (tmp_path / "notes.ckpt").write_text("not a checkpoint\n")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "tensor.ckpt")
+    for name in ("empty.ckpt", "notes.ckpt", "tensor.ckpt"):
+        with pytest.raises(
+            ValueError, match=rf"{name} is not a graphvision checkpoint.*graphvision.train"
+        ):
+            load_module(tmp_path / name)
+    proc = subprocess.run(
+        [sys.executable, "-m", "graphvision.eval", f"ckpt_path={tmp_path / 'empty.ckpt'}",
+         f"hydra.run.dir={tmp_path / 'run'}"],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.returncode != 0 and "empty.ckpt is not a graphvision checkpoint" in proc.stderr
