@@ -81,6 +81,11 @@ def trainer_config(trainer_cfg: DictConfig) -> DictConfig:
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fits the configured model and returns the final validation metrics."""
+    epochs = cfg.trainer.get("max_epochs")
+    if epochs is not None and (not isinstance(epochs, int) or (epochs < 1 and epochs != -1)):
+        raise ValueError(
+            f"trainer.max_epochs={epochs!r}: must be an integer >= 1 (or -1: until stopped)"
+        )
     L.seed_everything(cfg.seed, workers=True)
     task = hydra.utils.get_class(cfg.model.task._target_)
     datamodule = build_datamodule(cfg.data, task)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -276,3 +277,37 @@ def test_synthetic_folder_builds_one_class_per_category(tmp_path):
     assert len(dm.datasets["train"]) == 18 and len(dm.datasets["val"]) == 9
     labels = sorted(int(dm.datasets["val"][i].label) for i in range(9))
     assert labels == list(range(9))
+
+
+def test_config_values_are_checked_where_they_enter(tmp_path):
+    """Bad sizes and counts in the data config are refused with the key named."""
+    from graphvision.data import SyntheticDataModule
+
+    for key, value, message in [
+        ("batch_size", 0, "data.batch_size=0: must be an integer >= 1"),
+        ("num_workers", -1, "data.num_workers=-1: must be an integer >= 0"),
+        ("prepare_workers", 0, "data.prepare_workers=0: must be an integer >= 1"),
+        ("limit_images", -3, "data.limit_images=-3: must be an integer >= 1, or null"),
+        ("limit_images", 0, "data.limit_images=0: must be an integer >= 1, or null"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            SyntheticDataModule(data_dir=str(tmp_path), **{key: value})
+
+
+def test_a_split_without_usable_images_says_why(tmp_path):
+    """Every image of a split unreadable: the error names the split, how many images were
+    tried and the counted reasons, at pre-processing time."""
+    from graphvision.data import ImageFolderDataModule
+
+    for split in ("train", "val"):
+        (tmp_path / split / "cat").mkdir(parents=True)
+    for i in range(3):
+        (tmp_path / "train" / "cat" / f"{i}.png").write_bytes(b"")
+    (tmp_path / "val" / "cat" / "ok.png").write_bytes(b"not an image")
+    dm = ImageFolderDataModule(
+        root=str(tmp_path), cache_dir=str(tmp_path / "cache"), prepare_workers=1
+    )
+    with pytest.raises(
+        RuntimeError, match=r"none of the 3 train images is usable \(3 x the file is empty"
+    ):
+        dm.prepare_data()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -234,3 +235,14 @@ def test_ddp_on_two_cpu_processes_matches_one_process_evaluation(tmp_path):
     for name in ("val/loss", "val/loss_relations", "val/scene_map", "val/object_acc", "val/rel_R@50",
                  "val/sgdet_segm_AP50"):  # fmt: skip
         assert ddp[name] == pytest.approx(single[name], abs=1e-4), name
+
+
+def test_max_epochs_below_one_is_refused(tmp_path):
+    from graphvision.train import train
+    from tests.conftest import compose_cfg
+
+    cfg = compose_cfg(overrides=["trainer.max_epochs=0", *TINY_SYNTHETIC], tmp=tmp_path)
+    with pytest.raises(
+        ValueError, match=re.escape("trainer.max_epochs=0: must be an integer >= 1")
+    ):
+        train(cfg)

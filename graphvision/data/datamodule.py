@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections import Counter
 from pathlib import Path
 
 import lightning as L
@@ -77,6 +78,18 @@ class RegionGraphDataset(Dataset):
         return to_graph(self._memory[i])
 
 
+def empty_split_message(name: str, split: str, tried: int, skipped: list[tuple[str, str]]) -> str:
+    """Why ``split`` has no usable image: how many were tried and the counted reasons."""
+    if tried == 0:
+        return f"{name}: the {split} split has no images (check the data root and its layout)"
+    reasons = Counter(reason.split(":")[0] for _, reason in skipped)
+    counted = ", ".join(f"{n} x {reason}" for reason, n in reasons.most_common())
+    return (
+        f"{name}: none of the {tried} {split} images is usable ({counted or 'no reason recorded'}); "
+        "the reasons are logged above and kept in the cache's .skip files"
+    )
+
+
 class RegionGraphDataModule(L.LightningDataModule):
     """Shared machinery: jobs per split -> cache -> datasets -> PyG loaders.
 
@@ -109,6 +122,14 @@ class RegionGraphDataModule(L.LightningDataModule):
         follow_batch: list[str] | None = None,
     ) -> None:
         super().__init__()
+        for key, value, least in (("data.batch_size", batch_size, 1), ("data.num_workers", num_workers, 0),
+                                  ("data.prepare_workers", prepare_workers, 1)):  # fmt: skip
+            if not isinstance(value, int) or value < least:
+                raise ValueError(f"{key}={value!r}: must be an integer >= {least}")
+        if limit_images is not None and (not isinstance(limit_images, int) or limit_images < 1):
+            raise ValueError(
+                f"data.limit_images={limit_images!r}: must be an integer >= 1, or null for every image"
+            )
         self.cache_dir = Path(cache_dir)
         self.regions = RegionConfig(**(regions or {}))
         self.objects = ObjectConfig(**(objects or {}))
@@ -139,14 +160,17 @@ class RegionGraphDataModule(L.LightningDataModule):
         return jobs[: self.limit_images] if self.limit_images else jobs
 
     def _cache(self, split: str) -> list[tuple[ImageJob, str]]:
-        kept, _ = build_cache(
-            self.split_jobs(split),
+        jobs = self.split_jobs(split)
+        kept, skipped = build_cache(
+            jobs,
             self.cache_dir,
             self.regions,
             self.objects,
             workers=self.prepare_workers,
             desc=f"{type(self).__name__} {split}",
         )
+        if not kept:
+            raise RuntimeError(empty_split_message(type(self).__name__, split, len(jobs), skipped))
         return kept
 
     def prepare_data(self) -> None:
@@ -158,11 +182,6 @@ class RegionGraphDataModule(L.LightningDataModule):
             if split in self.datasets:
                 continue
             kept = self._cache(split)  # after prepare_data: nothing left to build
-            if not kept:
-                raise RuntimeError(
-                    f"{type(self).__name__}: none of the {split} images could be read "
-                    f"(see the warnings above; cache in {self.cache_dir})"
-                )
             self.datasets[split] = RegionGraphDataset(
                 [job for job, _ in kept],
                 [key for _, key in kept],
