@@ -311,3 +311,36 @@ def test_a_split_without_usable_images_says_why(tmp_path):
         RuntimeError, match=r"none of the 3 train images is usable \(3 x the file is empty"
     ):
         dm.prepare_data()
+
+
+def test_image_folders_follow_torchvision_conventions(tmp_path):
+    """Oracle: torchvision's ImageFolder on the same tree gives the same (path, class) list,
+    nested sub-folders included (hidden folders left out by graphvision only); an empty
+    class folder is an error naming it."""
+    from torchvision.datasets import ImageFolder
+
+    from graphvision.data.folder import folder_classes, folder_images
+
+    img = Image.fromarray(np.zeros((8, 8, 3), np.uint8))
+    for rel in [
+        "cat/a.png",
+        "cat/more/b.png",
+        "cat/more/deeper/c.jpg",
+        "dog/d.png",
+        "dog/.hidden/e.png",
+    ]:
+        (tmp_path / "train" / rel).parent.mkdir(parents=True, exist_ok=True)
+        img.save(tmp_path / "train" / rel)
+    classes = folder_classes(tmp_path, "train")
+    ours = [(str(p), c) for p, c in folder_images(tmp_path, "train", classes)]
+    reference = ImageFolder(str(tmp_path / "train"))
+    assert classes == reference.classes
+    # the same, except that graphvision leaves out hidden folders (.ipynb_checkpoints, ...)
+    visible = [(p, c) for p, c in reference.samples if "/." not in p]
+    assert sorted(ours) == sorted(visible) and len(ours) == 4 and len(reference.samples) == 5
+    (tmp_path / "train" / "emu").mkdir()
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"emu/: the class folder holds no images.*'emu' would have no examples",
+    ):
+        folder_images(tmp_path, "train", folder_classes(tmp_path, "train"))

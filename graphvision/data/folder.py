@@ -7,7 +7,7 @@ from pathlib import Path
 from graphvision.data.images import IMAGE_SUFFIXES
 
 FOLDER_LAYOUT = """expected image-folder layout:
-    ROOT/train/<class>/*.png|jpg|jpeg
+    ROOT/train/<class>/*.png|jpg|jpeg   (images in nested sub-folders belong to <class>)
     ROOT/val/<class>/*.png|jpg|jpeg
 (set it with data.root=ROOT)"""
 
@@ -29,11 +29,14 @@ def folder_classes(root: str | Path, split: str = "train") -> list[str]:
 
 
 def folder_images(root: str | Path, split: str, classes: list[str]) -> list[tuple[Path, int]]:
-    """``(path, class index)`` of every image under ``root/split``, sorted by path.
+    """``(path, class index)`` of every image under ``root/split``, sorted by path. As in
+    torchvision's ``ImageFolder``, an image in a nested sub-folder belongs to its top-level
+    class folder; hidden files and folders (``.name``) are left out.
 
     Raises:
         ValueError: a class folder of ``split`` is not among ``classes`` (the training classes).
-        FileNotFoundError: the split holds no images.
+        FileNotFoundError: a class folder holds no image (its class would have no examples),
+            naming it.
     """
     split_dir = Path(root) / split
     found = folder_classes(root, split)
@@ -43,14 +46,17 @@ def folder_images(root: str | Path, split: str, classes: list[str]) -> list[tupl
             f"{split_dir}: class folder(s) {unknown} do not exist in the training split; "
             f"known classes are {classes}"
         )
-    items = [
-        (p, classes.index(c))
-        for c in found
-        for p in sorted((split_dir / c).iterdir())
-        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-    ]
-    if not items:
-        raise FileNotFoundError(
-            f"{split_dir}: no images ({', '.join(IMAGE_SUFFIXES)}).\n{FOLDER_LAYOUT}"
-        )
+    items = []
+    for c in found:
+        images = [
+            p for p in sorted((split_dir / c).rglob("*"))
+            if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+            and not any(part.startswith(".") for part in p.relative_to(split_dir).parts)
+        ]  # fmt: skip
+        if not images:
+            raise FileNotFoundError(
+                f"{split_dir / c}/: the class folder holds no images ({', '.join(IMAGE_SUFFIXES)}), "
+                f"so class {c!r} would have no examples: add images or remove the folder.\n{FOLDER_LAYOUT}"
+            )
+        items += [(p, classes.index(c)) for p in images]
     return items
