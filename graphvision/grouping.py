@@ -14,11 +14,6 @@ from __future__ import annotations
 import torch
 from torch_geometric.utils import scatter
 
-from graphvision.regions import NODE_FEATURES
-
-_AREA = NODE_FEATURES.index("area")
-_BOX = slice(NODE_FEATURES.index("x0"), NODE_FEATURES.index("y1") + 1)
-
 #: How regions are grouped into instances: ``learned`` keeps the edges the grouping head
 #: scores above the threshold; ``class`` (the baseline that needs no training of the
 #: grouping) keeps the edges whose two regions have the same predicted class.
@@ -93,16 +88,6 @@ def group_regions(
     return instance, int(ids.numel())
 
 
-def instance_boxes(x: torch.Tensor, instance: torch.Tensor, num_instances: int) -> torch.Tensor:
-    """Each instance's box ``[M, 4]`` (normalised x0, y0, x1, y1): the union of its regions'
-    boxes (descriptor columns of :data:`NODE_FEATURES`)."""
-    fg = instance >= 0
-    box = x[fg][:, _BOX]
-    lo = scatter(box[:, :2], instance[fg], dim=0, dim_size=num_instances, reduce="min")
-    hi = scatter(box[:, 2:], instance[fg], dim=0, dim_size=num_instances, reduce="max")
-    return torch.cat([lo, hi], dim=1)
-
-
 def rank_within(group: torch.Tensor, score: torch.Tensor) -> torch.Tensor:
     """Rank ``[M]`` of every item by descending ``score`` among the items of its group
     (0 = best), ties broken by position."""
@@ -154,9 +139,3 @@ def box_memberships(
     chosen[torch.arange(m, device=share.device), best] = True
     obj, reg = chosen.nonzero(as_tuple=True)
     return torch.stack([obj, reg]), share[obj, reg]
-
-
-def instance_area(x: torch.Tensor, instance: torch.Tensor, num_instances: int) -> torch.Tensor:
-    """Each instance's area as a fraction of its image ``[M]`` (sum of its regions')."""
-    fg = instance >= 0
-    return scatter(x[fg, _AREA], instance[fg], dim=0, dim_size=num_instances, reduce="sum")

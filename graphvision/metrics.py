@@ -96,8 +96,9 @@ def first_hit_rank(
     if match == "identity":
         ok &= (ps[:, None] == gs[None, :]) & (po[:, None] == go[None, :])
     else:
-        iou = box_iou(pred.boxes.float(), truth.boxes.float())  # (M_pred, M_gt)
-        ok &= (iou[ps][:, gs] >= iou_threshold) & (iou[po][:, go] >= iou_threshold)
+        pb, tb = pred.boxes.float(), truth.boxes.float()  # IoU of this image's pairs only
+        ok &= box_iou(pb[ps], tb[gs]) >= iou_threshold
+        ok &= box_iou(pb[po], tb[go]) >= iou_threshold
     ranks = torch.arange(pair.numel(), device=pair.device)[:, None].expand_as(ok)
     rank = torch.where(ok, ranks, top).amin(dim=0)
     return rank, gt_rows

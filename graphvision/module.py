@@ -82,9 +82,9 @@ class GraphVisionModule(L.LightningModule):
             return self.detect
         every = self.net.task.detect_every
         trainer = self._trainer
-        if not every or trainer is None or trainer.sanity_checking:
-            return bool(every) and trainer is None
-        if trainer.state.fn != "fit":
+        if not every or (trainer is not None and trainer.sanity_checking):
+            return False
+        if trainer is None or trainer.state.fn != "fit":
             return True
         epoch = self.current_epoch + 1
         return epoch % every == 0 or (

@@ -31,21 +31,21 @@ from graphvision.grouping import (
     same_instance_targets,
 )
 from graphvision.heads import (
+    _AREA,
     GroupingHead,
     ObjectHead,
     RegionHead,
     RelationHead,
     SceneHead,
     ZeroShotHead,
+    object_masks,
     region_targets,
 )
 from graphvision.metrics import DetectionEval, SceneGraphRecall, SceneGraphs
-from graphvision.regions import EDGE_FEATURES, NODE_FEATURES
+from graphvision.regions import EDGE_FEATURES
 from graphvision.tasks.base import Task
 
 log = logging.getLogger(__name__)
-
-_AREA = NODE_FEATURES.index("area")
 
 #: metric-name prefix of each mode's recall (``sgcls`` keeps the names training always had)
 MODE_PREFIX = {"predcls": "predcls", "sgcls": "rel", "sgdet": "sgdet"}
@@ -469,8 +469,6 @@ class SceneGraphTask(Task):
                 scores = torch.ones(labels.numel())
             else:
                 scores, labels = obj_p.max(dim=-1)
-            from graphvision.heads import object_masks
-
             masks = object_masks(
                 segments, graph.obj_region_index, graph.obj_region_weight,
                 torch.zeros(graph.num_objects, dtype=torch.long), graph.num_objects, graph.num_nodes,
