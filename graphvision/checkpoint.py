@@ -33,8 +33,8 @@ def load_module(
     except (RuntimeError, EOFError, ValueError, OSError, pickle.UnpicklingError) as err:
         raise ValueError(
             f"{path} is not a graphvision checkpoint ({type(err).__name__}: "
-            f"{str(err).splitlines()[0] if str(err) else 'unreadable'}); pass a .ckpt written by "
-            "graphvision.train (RUN_DIR/checkpoints/last.ckpt or epoch_*.ckpt)"
+            f"{str(err).split('. ')[0].splitlines()[0] if str(err) else 'unreadable'}); pass a "
+            ".ckpt written by graphvision.train (RUN_DIR/checkpoints/last.ckpt or epoch_*.ckpt)"
         ) from None
     if (
         not isinstance(checkpoint, dict)

@@ -23,6 +23,7 @@ from graphvision.utils import (
     build_datamodule,
     metrics_table,
     rank_zero_logging,
+    reports_usage_errors,
     scalar_metrics,
     write_metrics,
 )
@@ -102,6 +103,7 @@ def vocabulary(info: dict) -> str:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
+@reports_usage_errors
 def main(cfg: DictConfig) -> None:
     rank_zero_logging()
     metrics = evaluate(cfg)

@@ -26,7 +26,7 @@ from graphvision.data.coco import ObjectConfig, read_coco
 from graphvision.data.images import UnreadableImageError
 from graphvision.inference import OPTIONS, list_images, predict_image, read_boxes
 from graphvision.regions import RegionConfig
-from graphvision.utils import CONFIG_DIR, rank_zero_logging
+from graphvision.utils import CONFIG_DIR, rank_zero_logging, reports_usage_errors
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,7 @@ def predict(cfg: DictConfig) -> list[Path]:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="predict")
+@reports_usage_errors
 def main(cfg: DictConfig) -> None:
     rank_zero_logging()
     written = predict(cfg)

@@ -24,6 +24,7 @@ from graphvision.utils import (
     is_rank_zero,
     metrics_table,
     rank_zero_logging,
+    reports_usage_errors,
     scalar_metrics,
     write_metrics,
 )
@@ -124,6 +125,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+@reports_usage_errors
 def main(cfg: DictConfig) -> float | None:
     rank_zero_logging()
     log.debug("config:\n%s", OmegaConf.to_yaml(cfg))

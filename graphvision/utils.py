@@ -3,15 +3,47 @@ task needs, and metric files and tables."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import hydra
+from hydra.errors import CompactHydraException
 
 #: The project's Hydra configs (``conf/`` beside the package).
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+
+
+class UsageError(CompactHydraException):
+    """Something the user can fix (a bad file, path or value), raised from a ValueError,
+    OSError or Lightning misconfiguration whose message names it: Hydra prints the message
+    alone, without a traceback (``HYDRA_FULL_ERROR=1`` shows the whole chain)."""
+
+
+def _usage_errors() -> tuple[type[Exception], ...]:
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    # ValueError covers graphvision's DataError and UnreadableImageError; OSError a missing
+    # file, a folder that cannot be written, a full disk
+    return ValueError, OSError, MisconfigurationException
+
+
+def reports_usage_errors(main: Callable) -> Callable:
+    """Wraps an entry point's task function: a ValueError, OSError or Lightning
+    misconfiguration becomes a :class:`UsageError`, so that the console shows
+    ``Error: <message>`` and no traceback."""
+
+    @functools.wraps(main)
+    def wrapped(cfg):
+        try:
+            return main(cfg)
+        except _usage_errors() as err:
+            raise UsageError(f"Error: {err}") from err
+
+    return wrapped
 
 
 def is_rank_zero() -> bool:

@@ -85,6 +85,43 @@ def read_metrics(run_dir: Path) -> dict:
     return metrics
 
 
+def make_tiny_coco(root: Path, images: dict, annotations: list[dict] | None = None) -> Path:
+    """A COCO-layout root whose train and val splits both hold ``images`` (name -> bytes or
+    array), each listed as 32x32; ``annotations`` (default: image 1 has one square object,
+    the others none) over the categories 1 ``thing`` and 2 ``other thing``."""
+    import json
+
+    from PIL import Image
+
+    (root / "annotations").mkdir(parents=True)
+    entries = [
+        {"id": i, "file_name": n, "width": 32, "height": 32} for i, n in enumerate(images, 1)
+    ]
+    if annotations is None:
+        annotations = [
+            {
+                "id": 1,
+                "image_id": 1,
+                "category_id": 1,
+                "bbox": [2, 2, 20, 20],
+                "iscrowd": 0,
+                "segmentation": [[2, 2, 22, 2, 22, 22, 2, 22]],
+            }
+        ]
+    cats = [{"id": 1, "name": "thing"}, {"id": 2, "name": "other thing"}]
+    for split in ("train2017", "val2017"):
+        (root / split).mkdir()
+        for name, content in images.items():
+            if isinstance(content, bytes):
+                (root / split / name).write_bytes(content)
+            else:
+                Image.fromarray(content).save(root / split / name)
+        (root / "annotations" / f"instances_{split}.json").write_text(
+            json.dumps({"images": entries, "annotations": annotations, "categories": cats})
+        )
+    return root
+
+
 def make_image_folder(root: Path, per_class: int = 6) -> Path:
     """``root/.../{train,val}/<category>/`` of one-object synthetic scenes (64x64)."""
     from graphvision.data import SyntheticFolderDataModule

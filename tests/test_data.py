@@ -15,7 +15,9 @@ from torch_geometric.data import Batch
 
 from graphvision.data import CocoDataModule, ImageFolderDataModule, SyntheticDataModule, obj_regions
 from graphvision.data.cache import entry_path
+from graphvision.data.coco import DataError
 from graphvision.data.synthetic import category_names, render_scene, write_split
+from tests.conftest import make_tiny_coco
 
 
 def test_synthetic_vocabulary_and_object_counts():
@@ -113,43 +115,12 @@ def test_truncated_cache_entry_is_rebuilt(tiny_synthetic, caplog):
     assert not list(ds.cache_dir.rglob("*.tmp"))
 
 
-def _tiny_coco(root, images):
-    """A COCO-layout root whose train and val splits both hold ``images`` (name -> bytes or
-    array); image 1 has one object, the others none."""
-    (root / "annotations").mkdir(parents=True)
-    entries = [
-        {"id": i, "file_name": n, "width": 32, "height": 32} for i, n in enumerate(images, 1)
-    ]
-    anns = [
-        {
-            "id": 1,
-            "image_id": 1,
-            "category_id": 1,
-            "bbox": [2, 2, 20, 20],
-            "iscrowd": 0,
-            "segmentation": [[2, 2, 22, 2, 22, 22, 2, 22]],
-        }
-    ]
-    cats = [{"id": 1, "name": "thing"}, {"id": 2, "name": "other thing"}]
-    for split in ("train2017", "val2017"):
-        (root / split).mkdir()
-        for name, content in images.items():
-            if isinstance(content, bytes):
-                (root / split / name).write_bytes(content)
-            else:
-                Image.fromarray(content).save(root / split / name)
-        (root / "annotations" / f"instances_{split}.json").write_text(
-            json.dumps({"images": entries, "annotations": anns, "categories": cats})
-        )
-    return root
-
-
 def test_unreadable_images_are_skipped_counted_and_logged(tmp_path, caplog, monkeypatch):
     rng = np.random.default_rng(0)
     good = rng.integers(0, 255, (32, 32, 3), np.uint8)
     Image.fromarray(good).save(tmp_path / "full.jpg")
     truncated = (tmp_path / "full.jpg").read_bytes()[:200]
-    root = _tiny_coco(
+    root = make_tiny_coco(
         tmp_path / "coco",
         {
             "a.jpg": good,
@@ -219,7 +190,7 @@ def test_wrong_layout_fails_with_layout(tmp_path):
     ],
 )
 def test_bad_annotations_name_file_and_id(tmp_path, mutate, message):
-    root = _tiny_coco(tmp_path / "coco", {"a.png": np.zeros((32, 32, 3), np.uint8)})
+    root = make_tiny_coco(tmp_path / "coco", {"a.png": np.zeros((32, 32, 3), np.uint8)})
     ann = root / "annotations" / "instances_val2017.json"
     ann.write_text(mutate(ann.read_text()))
     dm = CocoDataModule(root=str(root), cache_dir=str(tmp_path / "cache"))
@@ -308,7 +279,7 @@ def test_a_split_without_usable_images_says_why(tmp_path):
         root=str(tmp_path), cache_dir=str(tmp_path / "cache"), prepare_workers=1
     )
     with pytest.raises(
-        RuntimeError, match=r"none of the 3 train images is usable \(3 x the file is empty"
+        DataError, match=r"none of the 3 train images is usable \(3 x the file is empty"
     ):
         dm.prepare_data()
 

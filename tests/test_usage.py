@@ -303,7 +303,7 @@ def test_predict_errors(trained, tmp_path):
             text=True,
             cwd=ROOT,
         )
-        assert proc.returncode != 0 and message in proc.stderr
+        assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr
     (tmp_path / "broken.png").write_bytes(b"not a png")
     proc = subprocess.run(
         [
@@ -319,8 +319,9 @@ def test_predict_errors(trained, tmp_path):
         cwd=ROOT,
     )
     assert (
-        proc.returncode != 0 and "cannot read image" in proc.stderr and "broken.png" in proc.stderr
+        proc.returncode == 1 and "cannot read image" in proc.stderr and "broken.png" in proc.stderr
     )
+    assert "Traceback" not in proc.stderr
 
 
 def test_eval_writes_breakdowns(trained, tmp_path):

@@ -1,13 +1,18 @@
 """Pre-processing jobs, run once over a worker pool, cached on disk one file per image.
 
-A cache entry is one file holding a dict of tensors in a small raw format (a JSON header
-naming each tensor's dtype, shape and offset, a CRC-32 of the payload, then the bytes):
-no pickle, and loading is one read plus zero-copy views, several times faster than
+A cache entry is one file holding a dict of tensors in a small raw format (a CRC-32 of
+everything after it, a JSON header naming each tensor's dtype, shape and offset, then the
+bytes): no pickle, and loading is one read plus zero-copy views, several times faster than
 ``torch.load``. It is written to a temporary file and renamed into place, so a killed run
-leaves no half entry; an entry that is truncated, altered or unreadable fails its checks
-on load and is logged and rebuilt. An image that cannot be read gets a ``.skip`` file
-instead, holding the reason, so that it is skipped (and counted) without being decoded
-again until the file changes.
+leaves no half entry (and the next build removes the killed run's temporary files); an
+entry that is truncated or altered anywhere, header included, fails its checksum on load
+and is logged and rebuilt. An image that cannot be read gets a ``.skip`` file instead,
+holding the reason, so that it is skipped (and counted) without being decoded again until
+the file changes.
+
+Runs sharing a cache directory coordinate through one lock file per split (``filelock``):
+while one process builds a split's entries, another asking for the same entries waits for
+it, then finds them built; the lock is the operating system's, so a killed holder frees it.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import json
 import logging
 import multiprocessing as mp
 import os
+import socket
 import struct
 import zlib
 from dataclasses import asdict, dataclass
@@ -24,16 +30,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 
-from graphvision.data.coco import ObjectConfig, object_targets
+from graphvision.data.coco import DataError, ObjectConfig, counted, object_targets
 from graphvision.data.contract import RegionGraph
 from graphvision.data.images import UnreadableImageError, load_rgb
 from graphvision.regions import RegionConfig, image_to_regions
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 3
+CACHE_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -64,17 +71,42 @@ class ImageJob:
         return hashlib.sha1(blob.encode()).hexdigest()
 
 
+SIZE_MISMATCH = (
+    "image size differs from the annotation file's width/height (the file's size was used)"
+)
+RLE_SIZE_MISMATCH = (
+    "RLE mask sized for the annotation file's width/height, not the image's (dropped)"
+)
+
+
 def build_entry(
-    job: ImageJob, regions: RegionConfig, objects: ObjectConfig, rgb: np.ndarray | None = None
+    job: ImageJob,
+    regions: RegionConfig,
+    objects: ObjectConfig,
+    rgb: np.ndarray | None = None,
+    notes: list[str] | None = None,
 ) -> dict:
     """Decodes (unless ``rgb``, the decoded image, is given), resizes and segments one
     image; builds its graph and targets.
+
+    When the decoded image's size differs from ``job.expected_size`` (the annotation
+    file's width and height), the image's own size wins: boxes and polygons are read in its
+    pixels, an RLE mask sized for the other size is dropped; each such event is appended to
+    ``notes`` (:data:`SIZE_MISMATCH`, :data:`RLE_SIZE_MISMATCH`) for the caller to count.
 
     Raises:
         UnreadableImageError: the image cannot be decoded.
     """
     if rgb is None:
         rgb = load_rgb(job.path, job.expected_size)
+    notes = [] if notes is None else notes
+    size = (rgb.shape[1], rgb.shape[0])  # (width, height)
+    annotations = list(job.annotations)
+    if job.expected_size is not None and tuple(job.expected_size) != size:
+        notes.append(SIZE_MISMATCH)
+        fitting = [a for a in annotations if _rle_size(a) in (None, size[::-1])]
+        notes.extend([RLE_SIZE_MISMATCH] * (len(annotations) - len(fitting)))
+        annotations = fitting
     graph = image_to_regions(rgb, regions)
     out = {
         "image": torch.from_numpy(np.ascontiguousarray(graph["image"].transpose(2, 0, 1))),
@@ -86,15 +118,20 @@ def build_entry(
         "image_id": torch.tensor([job.image_id]),
     }
     if job.category_ids:
-        width, height = job.expected_size or (rgb.shape[1], rgb.shape[0])
         index = {cid: i for i, cid in enumerate(job.category_ids)}
-        targets = object_targets(
-            list(job.annotations), width, height, index, graph["segments"], objects
-        )
+        targets = object_targets(annotations, *size, index, graph["segments"], objects)
         out.update({k: torch.from_numpy(v) for k, v in targets.items()})
     if job.label is not None:
         out["label"] = torch.tensor([job.label])
     return out
+
+
+def _rle_size(annotation: dict) -> tuple[int, int] | None:
+    """``(height, width)`` of an annotation's RLE mask; None for polygons or no mask."""
+    segmentation = annotation.get("segmentation")
+    if isinstance(segmentation, dict):
+        return tuple(int(v) for v in segmentation["size"])
+    return None
 
 
 def entry_path(cache_dir: Path, key: str) -> Path:
@@ -106,15 +143,42 @@ def skip_path(cache_dir: Path, key: str) -> Path:
     return entry_path(cache_dir, key).with_suffix(".skip")
 
 
+_HOST = socket.gethostname()
+
+
 def write_atomic(data: bytes, path: Path) -> None:
-    """Writes a temporary file in the same folder, then ``os.replace``: never a half file."""
+    """Writes a temporary file in the same folder (named after this host and process, so
+    that :func:`remove_stale_files` knows whose it is), then ``os.replace``: never a half
+    file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{_HOST}.{os.getpid()}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
 
 
-MAGIC = b"GVC1"
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def remove_stale_files(cache_dir: Path) -> int:
+    """Removes the temporary files that processes of this host killed while writing an entry
+    left behind (their process is gone); returns how many."""
+    removed = 0
+    for tmp in Path(cache_dir).glob("*/.*.tmp"):
+        rest, _, pid = tmp.name.removesuffix(".tmp").rpartition(".")
+        if rest.endswith(f".{_HOST}") and pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+MAGIC = b"GVC2"
 REQUIRED_KEYS = ("image", "segments", "x", "pos", "edge_index", "edge_attr")
 _DTYPES = {
     str(d).removeprefix("torch."): d
@@ -131,8 +195,9 @@ _DTYPES = {
 
 
 def encode_entry(entry: dict) -> bytes:
-    """``MAGIC | header length (u32) | JSON header | payload``; the header lists every
-    tensor's dtype, shape, offset and size and the payload's CRC-32."""
+    """``MAGIC | CRC-32 (u32) | header length (u32) | JSON header | payload``: the header
+    lists every tensor's dtype, shape, offset and size; the CRC-32 covers every byte after
+    it, header included."""
     fields, chunks, offset = {}, [], 0
     for name, value in entry.items():
         data = value.contiguous().numpy().tobytes()
@@ -145,10 +210,9 @@ def encode_entry(entry: dict) -> bytes:
         chunks.append(data)
         offset += len(data)
     payload = b"".join(chunks)
-    header = json.dumps(
-        {"fields": fields, "size": len(payload), "crc32": zlib.crc32(payload)}
-    ).encode()
-    return MAGIC + struct.pack("<I", len(header)) + header + payload
+    header = json.dumps({"fields": fields, "size": len(payload)}).encode()
+    body = struct.pack("<I", len(header)) + header
+    return MAGIC + struct.pack("<I", zlib.crc32(payload, zlib.crc32(body))) + body + payload
 
 
 def save_entry(entry: dict, path: Path) -> None:
@@ -163,16 +227,14 @@ def load_entry(path: Path) -> dict:
         raw = bytearray(f.read())
     try:
         if raw[:4] != MAGIC:
-            raise ValueError("not a graphvision cache file")
-        (hlen,) = struct.unpack_from("<I", raw, 4)
-        header = json.loads(bytes(raw[8 : 8 + hlen]))
-        start = 8 + hlen
+            raise ValueError("not a graphvision cache file (or one of an older version)")
+        crc, hlen = struct.unpack_from("<II", raw, 4)
+        if zlib.crc32(memoryview(raw)[8:]) != crc:
+            raise ValueError(f"checksum mismatch ({len(raw)} bytes: truncated or altered)")
+        header = json.loads(bytes(raw[12 : 12 + hlen]))
+        start = 12 + hlen
         if len(raw) - start != header["size"]:
-            raise ValueError(
-                f"payload is {len(raw) - start} bytes, expected {header['size']} (truncated?)"
-            )
-        if zlib.crc32(memoryview(raw)[start:]) != header["crc32"]:
-            raise ValueError("payload checksum mismatch")
+            raise ValueError(f"payload is {len(raw) - start} bytes, expected {header['size']}")
         entry = {}
         for name, (dtype, shape, offset, size) in header["fields"].items():
             dt = _DTYPES[dtype]
@@ -205,14 +267,33 @@ def to_graph(entry: dict) -> RegionGraph:
     return RegionGraph(**fields)
 
 
-def _build_one(args) -> tuple[str, str | None]:
+def note_path(cache_dir: Path, key: str) -> Path:
+    """Where what was noticed while building an entry (:func:`build_entry`'s ``notes``) is
+    kept, beside the entry, so that every run counts it again."""
+    return entry_path(cache_dir, key).with_suffix(".note")
+
+
+def _build_one(args) -> tuple[str, str | None, list[str]]:
+    """Builds and writes one entry; returns ``(key, why it was skipped or None, notes)``.
+    An unreadable image is remembered (``.skip``); any other failure is reported with the
+    file and image id and not remembered, so that the next run tries again."""
     job, key, cache_dir, regions, objects = args
+    notes: list[str] = []
     try:
-        save_entry(build_entry(job, regions, objects), entry_path(cache_dir, key))
-        return key, None
+        entry = build_entry(job, regions, objects, notes=notes)
     except UnreadableImageError as err:
         write_atomic(err.reason.encode(), skip_path(cache_dir, key))
-        return key, err.reason
+        return key, err.reason, []
+    except Exception as err:  # noqa: BLE001 - reported with the file, never lost
+        log.debug("pre-processing %s failed", job.path, exc_info=True)
+        return key, f"{FAILED}: {type(err).__name__}: {err}", []
+    if notes:
+        write_atomic("\n".join(notes).encode(), note_path(cache_dir, key))
+    save_entry(entry, entry_path(cache_dir, key))
+    return key, None, notes
+
+
+FAILED = "pre-processing failed"
 
 
 def _init_worker() -> None:
@@ -220,8 +301,8 @@ def _init_worker() -> None:
 
 
 def _run_jobs(todo: list, workers: int, desc: str) -> dict[str, str]:
-    """Builds ``todo`` over ``workers`` processes with a progress bar; returns the reason of
-    every image that could not be read, by key."""
+    """Builds ``todo`` over ``workers`` processes with a progress bar; returns why each
+    image that was not built was skipped, by key."""
     failed: dict[str, str] = {}
     bar = tqdm(total=len(todo), desc=desc, unit="img", disable=None)
     if workers <= 1:
@@ -231,7 +312,7 @@ def _run_jobs(todo: list, workers: int, desc: str) -> dict[str, str]:
         pool = ctx.Pool(workers, initializer=_init_worker)
         results = pool.imap_unordered(_build_one, todo, chunksize=4)
     try:
-        for key, reason in results:
+        for key, reason, _ in results:
             if reason is not None:
                 failed[key] = reason
             bar.update()
@@ -243,6 +324,14 @@ def _run_jobs(todo: list, workers: int, desc: str) -> dict[str, str]:
     return failed
 
 
+def split_lock(cache_dir: Path, keys: list[str]) -> FileLock:
+    """The lock of one set of entries (a split): a file under ``cache_dir/locks`` named
+    after the entries' keys, so that runs asking for the same entries share it."""
+    digest = hashlib.sha1("".join(sorted(keys)).encode()).hexdigest()[:16]
+    (cache_dir / "locks").mkdir(parents=True, exist_ok=True)
+    return FileLock(cache_dir / "locks" / f"{digest}.lock")
+
+
 def build_cache(
     jobs: list[ImageJob],
     cache_dir: str | Path,
@@ -250,18 +339,62 @@ def build_cache(
     objects: ObjectConfig,
     workers: int = 1,
     desc: str = "regions",
+    strict: bool = False,
 ) -> tuple[list[tuple[ImageJob, str]], list[tuple[str, str]]]:
     """Builds the missing cache entries of ``jobs`` over ``workers`` processes. Calling it
     again builds nothing: entries are loaded later, images that could not be read are
-    remembered (``.skip`` files) until their file changes.
+    remembered (``.skip`` files) until their file changes. Another process building the
+    same entries is waited for (:func:`split_lock`).
+
+    Every skipped image is logged with its reason and counted, and so is every image built
+    with a note (an image whose size differs from its annotation file's, :func:`build_entry`);
+    with ``strict`` either is a :class:`DataError` naming the file.
 
     Returns:
         ``(job, key)`` of every usable entry, in job order, and ``(path, reason)`` of every
-        image skipped because it could not be read (each newly found one is logged with
-        its reason; their count always is).
+        image skipped.
     """
     cache_dir = Path(cache_dir)
     keys = [job.key(regions, objects) for job in jobs]
+    lock = split_lock(cache_dir, keys)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log.info("%s: another process is building these entries (%s); waiting for it", desc,
+                 lock.lock_file)  # fmt: skip
+        lock.acquire()
+    try:
+        reasons = _build_missing(jobs, keys, cache_dir, regions, objects, workers, desc)
+    finally:
+        lock.release()
+    skipped = [(job.path, reasons[key]) for job, key in zip(jobs, keys) if key in reasons]
+    notes = {
+        job.path: note_path(cache_dir, key).read_text().splitlines()
+        for job, key in zip(jobs, keys)
+        if key not in reasons and note_path(cache_dir, key).is_file()
+    }
+    if strict and (skipped or notes):
+        path, reason = skipped[0] if skipped else next((p, n[0]) for p, n in notes.items())
+        image_id = next(j.image_id for j in jobs if j.path == path)
+        more = len(skipped) + len(notes) - 1
+        raise DataError(
+            f"{path} (image id {image_id}): {reason}. data.strict=true makes this an error: "
+            "fix or remove the file, or set data.strict=false to go on with a count"
+            + (f" ({more} more such image(s))" if more else "")
+        )
+    if skipped:
+        log.warning("%s: skipped %d of %d images: %s (the reasons of unreadable images are kept "
+                    "in their .skip files under %s)", desc, len(skipped), len(jobs),
+                    counted(reason.split(":")[0] for _, reason in skipped), cache_dir)  # fmt: skip
+    if notes:
+        log.warning("%s: %d of %d images built with a note: %s", desc, len(notes), len(jobs),
+                    counted(n for ns in notes.values() for n in ns))  # fmt: skip
+    return [(job, key) for job, key in zip(jobs, keys) if key not in reasons], skipped
+
+
+def _build_missing(jobs, keys, cache_dir, regions, objects, workers, desc) -> dict[str, str]:
+    """Builds the entries of ``jobs`` not yet there (under the split's lock); returns why
+    each image without an entry was skipped, by key."""
     reasons: dict[str, str] = {}
     todo = []
     for job, key in zip(jobs, keys):
@@ -272,28 +405,16 @@ def build_cache(
             reasons[key] = skip.read_text()
         else:
             todo.append((job, key, cache_dir, regions, objects))
-    if todo:
-        log.info(
-            "%s: building %d of %d entries with %d worker(s) in %s",
-            desc,
-            len(todo),
-            len(jobs),
-            workers,
-            cache_dir,
-        )
-        new = _run_jobs(todo, workers, desc)
-        for job, key in zip(jobs, keys):
-            if key in new:
-                log.warning("skipped unreadable image %s: %s", job.path, new[key])
-        reasons.update(new)
-    skipped = [(job.path, reasons[key]) for job, key in zip(jobs, keys) if key in reasons]
-    if skipped:
-        log.warning(
-            "%s: skipped %d of %d images that could not be read (the reasons are kept in "
-            "their .skip files under %s)",
-            desc,
-            len(skipped),
-            len(jobs),
-            cache_dir,
-        )
-    return [(job, key) for job, key in zip(jobs, keys) if key not in reasons], skipped
+    if not todo:
+        return reasons
+    removed = remove_stale_files(cache_dir)
+    if removed:
+        log.info("%s: removed %d temporary file(s) of killed runs", desc, removed)
+    log.info("%s: building %d of %d entries with %d worker(s) in %s", desc, len(todo),
+             len(jobs), workers, cache_dir)  # fmt: skip
+    new = _run_jobs(todo, workers, desc)
+    for job, key in zip(jobs, keys):
+        if key in new:
+            log.warning("skipped image %s (image id %d): %s", job.path, job.image_id, new[key])
+    reasons.update(new)
+    return reasons

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections import Counter
 from pathlib import Path
 
 import lightning as L
@@ -29,7 +28,14 @@ from graphvision.data.cache import (
     save_entry,
     to_graph,
 )
-from graphvision.data.coco import CocoIndex, ObjectConfig, check_coco_root, read_coco
+from graphvision.data.coco import (
+    CocoIndex,
+    DataError,
+    ObjectConfig,
+    check_coco_root,
+    counted,
+    read_coco,
+)
 from graphvision.data.contract import RegionGraph
 from graphvision.data.folder import folder_classes, folder_images
 from graphvision.data.relations import RELATIONS
@@ -82,10 +88,9 @@ def empty_split_message(name: str, split: str, tried: int, skipped: list[tuple[s
     """Why ``split`` has no usable image: how many were tried and the counted reasons."""
     if tried == 0:
         return f"{name}: the {split} split has no images (check the data root and its layout)"
-    reasons = Counter(reason.split(":")[0] for _, reason in skipped)
-    counted = ", ".join(f"{n} x {reason}" for reason, n in reasons.most_common())
+    reasons = counted(reason.split(":")[0] for _, reason in skipped)
     return (
-        f"{name}: none of the {tried} {split} images is usable ({counted or 'no reason recorded'}); "
+        f"{name}: none of the {tried} {split} images is usable ({reasons or 'no reason recorded'}); "
         "the reasons are logged above and kept in the cache's .skip files"
     )
 
@@ -102,6 +107,9 @@ class RegionGraphDataModule(L.LightningDataModule):
         prepare_workers: processes that build the cache (default 2).
         in_memory: keep loaded entries in memory after the first epoch (default True).
         limit_images: use only the first ``n`` images of each split (default None: all).
+        strict: make every counted skip an error naming the file (an unreadable image, an
+            annotation that is dropped or repaired, an image whose size differs from its
+            annotation file's); default False: skip, count and log.
         follow_batch: graph fields whose batch vector the loaders build (PyG's
             ``follow_batch``); the entry points pass the task's
             (:attr:`graphvision.tasks.Task.follow_batch`).
@@ -119,6 +127,7 @@ class RegionGraphDataModule(L.LightningDataModule):
         prepare_workers: int = 2,
         in_memory: bool = True,
         limit_images: int | None = None,
+        strict: bool = False,
         follow_batch: list[str] | None = None,
     ) -> None:
         super().__init__()
@@ -139,6 +148,7 @@ class RegionGraphDataModule(L.LightningDataModule):
             in_memory,
             limit_images,
         )
+        self.strict = bool(strict)
         self.follow_batch = list(follow_batch or [])
         self.datasets: dict[str, RegionGraphDataset] = {}
 
@@ -168,9 +178,10 @@ class RegionGraphDataModule(L.LightningDataModule):
             self.objects,
             workers=self.prepare_workers,
             desc=f"{type(self).__name__} {split}",
+            strict=self.strict,
         )
         if not kept:
-            raise RuntimeError(empty_split_message(type(self).__name__, split, len(jobs), skipped))
+            raise DataError(empty_split_message(type(self).__name__, split, len(jobs), skipped))
         return kept
 
     def prepare_data(self) -> None:
@@ -244,7 +255,9 @@ class CocoDataModule(RegionGraphDataModule):
             check_coco_root(self.root, tuple(self.split_names.values()))
             name = self.split_names[split]
             self._index[split] = read_coco(
-                self.root / "annotations" / f"instances_{name}.json", self.root / name
+                self.root / "annotations" / f"instances_{name}.json",
+                self.root / name,
+                strict=self.strict,
             )
         return self._index[split]
 

@@ -40,12 +40,27 @@ def class_folder(name: str) -> str:
 def generate_once(root: str | Path, write: Callable[[], None], settings: dict) -> Path:
     """Runs ``write()`` to fill ``root`` unless a complete copy is already there; then marks
     it complete (``root/COMPLETE``, holding ``settings``), so that an interrupted run
-    starts again."""
+    starts again. Runs sharing ``root`` take turns (a lock file beside it): a second one
+    waits for the first to finish writing instead of writing the same files again."""
+    from filelock import FileLock, Timeout
+
     root = Path(root)
     done = root / "COMPLETE"
-    if not done.is_file():
-        write()
-        done.write_text(json.dumps(settings))
+    if done.is_file():
+        return root
+    root.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(root.parent / f".{root.name}.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log.info("another process is writing %s; waiting for it", root)
+        lock.acquire()
+    try:
+        if not done.is_file():  # not written by another process while this one waited
+            write()
+            done.write_text(json.dumps(settings))
+    finally:
+        lock.release()
     return root
 
 
