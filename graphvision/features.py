@@ -19,47 +19,100 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def resolve_weights(name: str, weights: str):
+    """A torchvision weights entry of model ``name`` from ``"DEFAULT"``, a member name
+    (``"IMAGENET1K_V1"``) or a full name (``"ResNet18_Weights.IMAGENET1K_V1"``).
+
+    Raises:
+        ValueError: no such weights for ``name``, naming the ones there are.
+    """
+    available = torchvision.models.get_model_weights(name)
+    member = str(weights).split(".")[-1]
+    prefix = str(weights).rpartition(".")[0]
+    if member in available.__members__ and prefix in ("", available.__name__):
+        return available[member]
+    raise ValueError(
+        f"backbone.weights={weights!r} is neither a file nor weights of {name}; choose from "
+        f"{['DEFAULT', *(w.name for w in available)]} (or {available.__name__}.<one of them>), a "
+        "state-dict file, or null for random initialisation"
+    )
+
+
+def fetch_weights(spec, fallback: str = "error") -> dict | None:
+    """The state dict of torchvision weights ``spec``, as torchvision gets it: downloaded to
+    the torch hub cache (``$TORCH_HOME/hub/checkpoints``) on first use, read from there
+    afterwards. Processes of one machine take turns (a lock file beside the download), so
+    that under DDP one downloads and the others wait, then read it.
+
+    Returns:
+        The state dict, or None (random weights, with a warning) when it cannot be had and
+        ``fallback="random"``.
+
+    Raises:
+        FileNotFoundError: it cannot be had (no network, a broken or altered download),
+            naming the URL and where to put the file.
+    """
+    from filelock import FileLock
+
+    path = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(spec.url).path).name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with FileLock(f"{path}.lock"):
+            if not path.is_file():
+                log.info("downloading %s to %s (once: later runs read it there)", spec, path)
+            return spec.get_state_dict(progress=True, check_hash=True, weights_only=True)
+    except (OSError, RuntimeError) as err:  # URLError, a refused connection, a bad hash
+        msg = (
+            f"cannot get pretrained weights {spec} ({type(err).__name__}: {err}). Without a "
+            f"network, download {spec.url} on a machine with one and put it at {path}, set "
+            "backbone.weights to a local state-dict file, or set backbone.weights=null (or "
+            "backbone.weights_fallback=random)."
+        )
+        if fallback == "random":
+            log.warning("%s Using random weights.", msg)
+            return None
+        raise FileNotFoundError(msg) from err
+
+
 def load_backbone(
     name: str, weights: str | None = None, weights_fallback: str = "error"
-) -> nn.Module:
-    """A torchvision classification model by name, with weights from disk only.
+) -> tuple[nn.Module, tuple[float, ...], tuple[float, ...]]:
+    """A torchvision classification model by name, its weights, and the input normalisation
+    they were trained with.
 
     Args:
         name: any ``torchvision.models`` name (``resnet18``, ``convnext_tiny``, ...).
-        weights: ``None`` (random init), a torchvision weights name such as
-            ``"ResNet18_Weights.IMAGENET1K_V1"`` (read from the torch hub cache, never
-            downloaded), or the path of a local state-dict file.
+        weights: ``None`` (random init), torchvision weights of ``name`` (``"DEFAULT"``,
+            ``"IMAGENET1K_V1"`` or ``"ResNet18_Weights.IMAGENET1K_V1"``: downloaded to the
+            torch hub cache on first use, :func:`fetch_weights`), or the path of a local
+            state-dict file.
         weights_fallback: ``"error"`` (default) or ``"random"``: what to do when named
-            weights are not on disk.
+            weights cannot be had.
+
+    Returns:
+        ``(model, mean, std)``: ``mean`` and ``std`` from the weights' own transforms
+        (ImageNet's for random or local weights).
     """
     model = torchvision.models.get_model(name, weights=None)
     if weights is None:
-        return model
+        return model, IMAGENET_MEAN, IMAGENET_STD
     path = Path(str(weights)).expanduser()
-    if not path.is_file():
-        try:
-            spec = torchvision.models.get_weight(str(weights))
-        except (ValueError, KeyError, AttributeError) as err:
-            raise ValueError(
-                f"backbone.weights={weights!r} is neither a file nor a torchvision weights name "
-                "(e.g. 'ResNet18_Weights.IMAGENET1K_V1'); use null for random initialisation"
-            ) from err
-        path = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(spec.url).path).name
-        if not path.is_file():
-            msg = (
-                f"pretrained weights {weights} are not on disk (looked for {path}); nothing is "
-                f"downloaded at run time. Copy {spec.url} there, set backbone.weights to a local "
-                "file, or set backbone.weights=null (or backbone.weights_fallback=random)."
-            )
-            if weights_fallback == "random":
-                log.warning("%s Using random weights.", msg)
-                return model
-            raise FileNotFoundError(msg)
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    if path.is_file():
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = state.get("state_dict", state) if isinstance(state, dict) else state
+        model.load_state_dict(state)
+        log.info("backbone %s: loaded weights from %s", name, path)
+        return model, IMAGENET_MEAN, IMAGENET_STD
+    spec = resolve_weights(name, str(weights))
+    state = fetch_weights(spec, weights_fallback)
+    if state is None:
+        return model, IMAGENET_MEAN, IMAGENET_STD
     model.load_state_dict(state)
-    log.info("backbone %s: loaded weights from %s", name, path)
-    return model
+    log.info("backbone %s: pretrained weights %s", name, spec)
+    preset = spec.transforms()
+    mean = tuple(getattr(preset, "mean", IMAGENET_MEAN))
+    std = tuple(getattr(preset, "std", IMAGENET_STD))
+    return model, mean, std
 
 
 def pool_regions(
@@ -116,7 +169,8 @@ class RegionFeatures(nn.Module):
     Args:
         name: torchvision model name (default ``resnet18``).
         return_node: the layer whose output is pooled (default ``layer2``: stride 8).
-        weights: see :func:`load_backbone` (default ``None``).
+        weights: see :func:`load_backbone` (default ``None``); the input normalisation
+            follows the weights' own transforms.
         weights_fallback: ``error`` or ``random`` (default ``error``).
         trainable: train the backbone (default ``True``); frozen backbones stay in eval mode.
 
@@ -135,10 +189,10 @@ class RegionFeatures(nn.Module):
     ) -> None:
         super().__init__()
         self.name, self.return_node, self.trainable = name, return_node, trainable
-        model = load_backbone(name, weights, weights_fallback)
+        model, mean, std = load_backbone(name, weights, weights_fallback)
         self.body = create_feature_extractor(model, {return_node: "features"})
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
         with torch.no_grad():
             self.out_channels = int(self.body(torch.zeros(1, 3, 64, 64))["features"].shape[1])
         if not trainable:

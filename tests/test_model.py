@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import functools
+import os
+import re
+import shutil
+import subprocess
+import sys
+import urllib.error
+from pathlib import Path
+
 import pytest
 import torch
+import torchvision
 from torch_geometric.utils import to_dense_batch
+from torchvision.transforms._presets import ImageClassification
 
 from graphvision.features import RegionFeatures, load_backbone, pool_regions
 from graphvision.gnn import LAYERS, RegionGNN
@@ -191,30 +202,100 @@ def test_relation_recall_exact():
     assert out["mR@2"].item() == pytest.approx((0.5 + 0 + 1) / 3)
 
 
-def test_backbone_named_weights_missing_is_a_clear_error(tmp_path, monkeypatch):
+def _fake_download(source: Path, calls: list | None = None):
+    """A stand-in for torch.hub's download function that copies ``source`` (no network)."""
+
+    def download(url, dst, hash_prefix=None, progress=True):
+        if calls is not None:
+            calls.append(url)
+        shutil.copyfile(source, dst)
+
+    return download
+
+
+def test_backbone_weights_offline_are_a_clear_error_or_a_fallback(tmp_path, monkeypatch):
+    def offline(url, *args, **kwargs):
+        raise urllib.error.URLError("no network")
+
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    with pytest.raises(
-        FileNotFoundError,
-        match=r"ResNet18_Weights.IMAGENET1K_V1 are not on disk.*nothing is downloaded",
-    ):
-        load_backbone("resnet18", "ResNet18_Weights.IMAGENET1K_V1")
-    model = load_backbone("resnet18", "ResNet18_Weights.IMAGENET1K_V1", weights_fallback="random")
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    where = tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    with pytest.raises(FileNotFoundError, match=re.escape(
+            "cannot get pretrained weights ResNet18_Weights.IMAGENET1K_V1 (URLError: <urlopen "
+            "error no network>). Without a network, download "
+            f"https://download.pytorch.org/models/resnet18-f37072fd.pth on a machine with one "
+            f"and put it at {where}")):  # fmt: skip
+        load_backbone("resnet18", "DEFAULT")
+    model, _, _ = load_backbone("resnet18", "IMAGENET1K_V1", weights_fallback="random")
     assert model.fc.out_features == 1000
-    with pytest.raises(ValueError, match="neither a file nor a torchvision weights name"):
+    with pytest.raises(ValueError, match=re.escape("choose from ['DEFAULT', 'IMAGENET1K_V1']")):
         load_backbone("resnet18", "imagenet please")
+    with pytest.raises(ValueError, match="neither a file nor weights of resnet18"):
+        load_backbone("resnet18", "ResNet50_Weights.IMAGENET1K_V1")
 
 
-def test_backbone_weights_from_local_file_and_hub_cache(tmp_path, monkeypatch):
+def test_backbone_weights_download_once_to_the_hub_cache(tmp_path, monkeypatch):
+    """``weights=DEFAULT`` downloads (torchvision's function, replaced by a copy of a local
+    file) into ``$TORCH_HOME/hub/checkpoints`` once; later loads read it there; the input
+    normalisation is the weights' own."""
     torch.manual_seed(1)
-    source = load_backbone("resnet18")
+    source, _, _ = load_backbone("resnet18")
     torch.save(source.state_dict(), tmp_path / "w.pt")
-    loaded = load_backbone("resnet18", str(tmp_path / "w.pt"))
+    loaded, _, _ = load_backbone("resnet18", str(tmp_path / "w.pt"))  # a local file
     assert torch.equal(loaded.conv1.weight, source.conv1.weight)
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
-    torch.save(source.state_dict(), tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth")
-    cached = load_backbone("resnet18", "ResNet18_Weights.IMAGENET1K_V1")
-    assert torch.equal(cached.conv1.weight, source.conv1.weight)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "home"))
+    calls = []
+    monkeypatch.setattr(torch.hub, "download_url_to_file", _fake_download(tmp_path / "w.pt", calls))
+    spec = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
+    monkeypatch.setattr(spec.value, "transforms", functools.partial(
+        ImageClassification, crop_size=224, mean=(0.5, 0.4, 0.3), std=(0.2, 0.2, 0.2)))  # fmt: skip
+    features = RegionFeatures(weights="DEFAULT")
+    assert calls == [spec.url]
+    assert (tmp_path / "home/hub/checkpoints/resnet18-f37072fd.pth").is_file()
+    assert torch.equal(features.body.conv1.weight, source.conv1.weight)
+    assert features.mean.flatten().tolist() == pytest.approx([0.5, 0.4, 0.3])
+    again, _, _ = load_backbone("resnet18", "ResNet18_Weights.IMAGENET1K_V1")
+    assert calls == [spec.url] and torch.equal(again.conv1.weight, source.conv1.weight)
+
+
+CHILD = """
+import os, shutil, sys, time
+import torch.hub
+from graphvision.features import load_backbone
+
+def slow(url, dst, hash_prefix=None, progress=True):  # a slow download, copying a local file
+    with open(sys.argv[2], "a") as f:
+        f.write(url + "\\n")
+    time.sleep(1.0)
+    shutil.copyfile(sys.argv[1], dst + ".tmp")
+    os.replace(dst + ".tmp", dst)
+
+torch.hub.download_url_to_file = slow
+model, _, _ = load_backbone("resnet18", "DEFAULT")
+print(float(model.conv1.weight.sum()))
+"""
+
+
+def test_processes_of_one_machine_download_once(tmp_path):
+    """Two processes asking for the same weights at once (as DDP's ranks do): one downloads
+    (a slow copy here), the other waits for it and reads the file."""
+    torch.manual_seed(2)
+    source, _, _ = load_backbone("resnet18")
+    torch.save(source.state_dict(), tmp_path / "w.pt")
+    env = {**os.environ, "TORCH_HOME": str(tmp_path / "home")}
+    log_file = tmp_path / "downloads.txt"
+    children = [
+        subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path / "w.pt"), str(log_file)],
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]  # fmt: skip
+    outputs = [child.communicate(timeout=300) for child in children]
+    assert all(child.returncode == 0 for child in children), outputs
+    assert log_file.read_text().count("\n") == 1
+    expected = float(source.conv1.weight.sum())
+    assert [float(out.strip().splitlines()[-1]) for out, _ in outputs] == [
+        pytest.approx(expected)
+    ] * 2
 
 
 def test_frozen_backbone_stays_frozen():
@@ -325,3 +406,4 @@ def test_heads_at_any_working_resolution(tmp_path, size, n_segments):
     masks = instance_masks(out["det_region_instance"], batch.segments, out["det_batch"])
     assert masks.shape == (out["det_label"].numel(), *size)
     assert torch.isfinite(module.losses(out, batch)["grouping"])
+

@@ -100,7 +100,7 @@ COMMANDS = readme_commands(README.read_text())
 
 def test_readme_shows_commands_of_every_entry_point():
     entries = {c.split()[2].removeprefix("graphvision.") for c in COMMANDS}
-    assert entries == {"train", "eval", "predict", "report", "bench"}
+    assert entries == {"train", "eval", "predict", "report", "bench", "data.download"}
     assert len(COMMANDS) >= 15
 
 
@@ -119,6 +119,10 @@ def test_readme_command_is_valid(command):
         parser().parse_args(args)
     elif entry == "report":
         from graphvision.report import parser
+
+        parser().parse_args(args)
+    elif entry == "data.download":
+        from graphvision.data.download import parser
 
         parser().parse_args(args)
     else:

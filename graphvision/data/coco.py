@@ -21,7 +21,7 @@ COCO_LAYOUT = """expected COCO 2017 layout:
     ROOT/annotations/instances_val2017.json
     ROOT/train2017/*.jpg
     ROOT/val2017/*.jpg
-(set it with data.root=ROOT)"""
+(set it with data.root=ROOT; to fetch it: python -m graphvision.data.download coco --root ROOT)"""
 
 
 class DataError(ValueError):
