@@ -1,5 +1,5 @@
-"""Stage: CNN region features. A torchvision backbone, its feature map pooled over
-superpixels (``segments`` resized to the feature map)."""
+"""Stage: CNN region features. A torchvision backbone, its feature maps (one or more depths)
+pooled over superpixels (``segments`` sampled at each map's cells)."""
 
 from __future__ import annotations
 
@@ -115,6 +115,18 @@ def load_backbone(
     return model, mean, std
 
 
+def cell_regions(segments: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """The region of each cell of an ``h x w`` feature map: ``segments`` sampled at the
+    cell centres.
+
+    Shapes:
+        segments ``[B, H, W]`` (batch-global region ids) -> ``[B*h*w]`` (row-major per image).
+    """
+    rows = ((torch.arange(h, device=segments.device) + 0.5) * segments.size(1) / h).long()
+    cols = ((torch.arange(w, device=segments.device) + 0.5) * segments.size(2) / w).long()
+    return segments[:, rows][:, :, cols].reshape(-1)
+
+
 def pool_regions(
     fmap: torch.Tensor, segments: torch.Tensor, pos: torch.Tensor, batch: torch.Tensor
 ) -> torch.Tensor:
@@ -130,9 +142,7 @@ def pool_regions(
     """
     b, c, h, w = fmap.shape
     n = pos.size(0)
-    rows = ((torch.arange(h, device=fmap.device) + 0.5) * segments.size(1) / h).long()
-    cols = ((torch.arange(w, device=fmap.device) + 0.5) * segments.size(2) / w).long()
-    ids = segments[:, rows][:, :, cols].reshape(-1)  # (B*h*w,)
+    ids = cell_regions(segments, h, w)  # (B*h*w,)
     cells = fmap.permute(0, 2, 3, 1).reshape(-1, c)  # (B*h*w, C)
     out = scatter(cells, ids, dim=0, dim_size=n, reduce="mean")  # (N, C)
     missing = torch.bincount(ids, minlength=n) == 0
@@ -164,11 +174,12 @@ def bilinear_at(
 
 
 class RegionFeatures(nn.Module):
-    """Backbone feature map pooled over superpixels.
+    """Backbone feature maps pooled over superpixels.
 
     Args:
         name: torchvision model name (default ``resnet18``).
-        return_node: the layer whose output is pooled (default ``layer2``: stride 8).
+        return_nodes: the layers whose outputs are pooled, each over the regions at its own
+            stride, and concatenated (default ``("layer2",)``: stride 8).
         weights: see :func:`load_backbone` (default ``None``); the input normalisation
             follows the weights' own transforms.
         weights_fallback: ``error`` or ``random`` (default ``error``).
@@ -176,25 +187,30 @@ class RegionFeatures(nn.Module):
 
     Shapes:
         images ``[B, 3, H, W]`` in ``[0, 1]``, segments ``[B, H, W]``, pos ``[N, 2]``,
-        batch ``[N]`` -> ``[N, out_channels]``.
+        batch ``[N]`` -> ``[N, out_channels]`` (the sum of the layers' channels).
     """
 
     def __init__(
         self,
         name: str = "resnet18",
-        return_node: str = "layer2",
+        return_nodes: list[str] | tuple[str, ...] | str = ("layer2",),
         weights: str | None = None,
         weights_fallback: str = "error",
         trainable: bool = True,
     ) -> None:
         super().__init__()
-        self.name, self.return_node, self.trainable = name, return_node, trainable
+        nodes = [return_nodes] if isinstance(return_nodes, str) else list(return_nodes)
+        if not nodes:
+            raise ValueError(f"backbone.return_nodes of {name} is empty: name at least one layer")
+        self.name, self.return_nodes, self.trainable = name, nodes, trainable
         model, mean, std = load_backbone(name, weights, weights_fallback)
-        self.body = create_feature_extractor(model, {return_node: "features"})
+        self.body = create_feature_extractor(model, {n: f"f{i}" for i, n in enumerate(nodes)})
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
         with torch.no_grad():
-            self.out_channels = int(self.body(torch.zeros(1, 3, 64, 64))["features"].shape[1])
+            maps = self.body(torch.zeros(1, 3, 64, 64)).values()
+        self.channels = [int(m.shape[1]) for m in maps]
+        self.out_channels = sum(self.channels)
         if not trainable:
             self.body.requires_grad_(False)
             self.body.eval()
@@ -205,14 +221,20 @@ class RegionFeatures(nn.Module):
             self.body.eval()  # frozen BatchNorm statistics stay frozen
         return self
 
+    def feature_maps(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """One map per return node, in their order: ``[B, C_i, h_i, w_i]``."""
+        return list(self.body((images - self.mean) / self.std).values())
+
     def feature_map(self, images: torch.Tensor) -> torch.Tensor:
-        return self.body((images - self.mean) / self.std)["features"]  # (B, C, h, w)
+        """The last return node's map ``[B, C, h, w]`` (the only one, usually)."""
+        return self.feature_maps(images)[-1]
 
     def forward(self, images, segments, pos, batch) -> torch.Tensor:
-        return pool_regions(self.feature_map(images), segments, pos, batch)
+        maps = self.feature_maps(images)
+        return torch.cat([pool_regions(m, segments, pos, batch) for m in maps], dim=1)  # (N, C)
 
     def __repr__(self) -> str:
         return (
-            f"{type(self).__name__}({self.name}, return_node={self.return_node}, "
+            f"{type(self).__name__}({self.name}, return_nodes={self.return_nodes}, "
             f"out_channels={self.out_channels}, trainable={self.trainable})"
         )

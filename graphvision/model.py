@@ -1,4 +1,6 @@
-"""The network: regions -> CNN features -> GNN -> sequence -> task heads, as one ``nn.Module``.
+"""The network: regions -> CNN features -> GNN -> sequence -> task heads, as one ``nn.Module``
+(:class:`GraphVisionNet`; the baseline without regions' context is
+:class:`~graphvision.baseline.BackboneNet`, ``model=cnn_baseline``).
 
 Each stage, and the task, is built from its config (a dict with Hydra's ``_target_``), so a
 checkpoint's hyper-parameters rebuild the same network. The LightningModule (``module.py``)
@@ -16,7 +18,66 @@ from graphvision.sequence import SequenceStage
 from graphvision.tasks import Task
 
 
-class GraphVisionNet(nn.Module):
+class Net(nn.Module):
+    """What the networks share (:class:`GraphVisionNet`, and the baseline
+    :class:`~graphvision.baseline.BackboneNet`): the forward pass through :meth:`encode` into
+    the task, region attributions, and the extra losses and statistics the LightningModule
+    asks for (none here). A network has ``features`` (the backbone), ``task`` (the heads),
+    :meth:`node_inputs` and :meth:`encode`."""
+
+    task: Task
+
+    def node_inputs(self, batch) -> torch.Tensor:
+        """Region inputs of :meth:`encode`, the ones attributions are taken of."""
+        raise NotImplementedError
+
+    def encode(self, batch, return_attention: bool = False, nodes: torch.Tensor | None = None):
+        """The :class:`~graphvision.sequence.SequenceOutput` the task reads."""
+        raise NotImplementedError
+
+    @property
+    def loss_weights(self) -> dict[str, float]:
+        """Weights of :meth:`extra_losses` in the training loss."""
+        return {}
+
+    def extra_losses(self) -> dict[str, torch.Tensor]:
+        """Losses of the network beyond the task's (of the last forward pass)."""
+        return {}
+
+    def statistics(self) -> dict[str, torch.Tensor]:
+        """Scalars worth logging about the last forward pass."""
+        return {}
+
+    def forward(
+        self,
+        batch,
+        return_attention: bool = False,
+        nodes: torch.Tensor | None = None,
+        detect: bool = False,
+    ):
+        """Logits of every head of the task. ``return_attention`` adds ``attention [layers,
+        N]``, the CLS token's attention to each region; ``nodes`` replaces
+        :meth:`node_inputs` (for attributions); ``detect`` asks a task that finds objects
+        (``task.detect_every``) to find them as well (scene graphs: ``det_*``)."""
+        seq = self.encode(batch, return_attention, nodes)
+        if detect and "sgdet" in self.task.modes:
+            out = self.task(seq.cls, seq.tokens, batch, detect=True)
+        else:
+            out = self.task(seq.cls, seq.tokens, batch)
+        if return_attention:
+            out["attention"] = seq.attention
+        return out
+
+    def region_attribution(self, batch, category: int) -> torch.Tensor:
+        """Gradient x input attribution ``[N]`` of each region to the image-level logit of
+        ``category`` (a scene category or an image class), summed over the batch's images."""
+        nodes = self.node_inputs(batch).detach().requires_grad_(True)
+        logits = self.task.attribution_logits(self(batch, nodes=nodes))  # (B, K)
+        (grad,) = torch.autograd.grad(logits[:, category].sum(), nodes)
+        return (grad * nodes).sum(dim=1).detach()  # (N,)
+
+
+class GraphVisionNet(Net):
     """Args:
     info: the DataModule's vocabulary (``categories``, ``predicates``, ``classes``, optionally
         ``unseen``), read by the task.
@@ -54,26 +115,6 @@ class GraphVisionNet(nn.Module):
         feats = self.features(batch.image, batch.segments, batch.pos, batch.batch)  # (N, C)
         return self.node_encoder(torch.cat([feats, batch.x], dim=1))  # (N, d)
 
-    def forward(
-        self,
-        batch,
-        return_attention: bool = False,
-        nodes: torch.Tensor | None = None,
-        detect: bool = False,
-    ):
-        """Logits of every head of the task. ``return_attention`` adds ``attention [layers,
-        N]``, the CLS token's attention to each region; ``nodes`` replaces
-        :meth:`node_inputs` (for attributions); ``detect`` asks a task that finds objects
-        (``task.detect_every``) to find them as well (scene graphs: ``det_*``)."""
-        seq = self.encode(batch, return_attention, nodes)
-        if detect and "sgdet" in self.task.modes:
-            out = self.task(seq.cls, seq.tokens, batch, detect=True)
-        else:
-            out = self.task(seq.cls, seq.tokens, batch)
-        if return_attention:
-            out["attention"] = seq.attention
-        return out
-
     def encode(self, batch, return_attention: bool = False, nodes: torch.Tensor | None = None):
         """The sequence stage's output (:class:`~graphvision.sequence.SequenceOutput`) that the
         task reads: CNN features, GNN and sequence stage."""
@@ -81,10 +122,12 @@ class GraphVisionNet(nn.Module):
         h = self.gnn(h, batch.edge_index, batch.edge_attr, batch.batch)  # (N, d)
         return self.sequence(h, batch.pos, batch.batch, return_attention)
 
-    def region_attribution(self, batch, category: int) -> torch.Tensor:
-        """Gradient x input attribution ``[N]`` of each region to the image-level logit of
-        ``category`` (a scene category or an image class), summed over the batch's images."""
-        nodes = self.node_inputs(batch).detach().requires_grad_(True)
-        logits = self.task.attribution_logits(self(batch, nodes=nodes))  # (B, K)
-        (grad,) = torch.autograd.grad(logits[:, category].sum(), nodes)
-        return (grad * nodes).sum(dim=1).detach()  # (N,)
+    @property
+    def loss_weights(self) -> dict[str, float]:
+        return self.sequence.loss_weights
+
+    def extra_losses(self) -> dict[str, torch.Tensor]:
+        return self.sequence.extra_losses()
+
+    def statistics(self) -> dict[str, torch.Tensor]:
+        return self.sequence.statistics()

@@ -11,7 +11,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from graphvision.model import GraphVisionNet
+from graphvision.model import GraphVisionNet, Net
 from graphvision.tasks.legacy import CHECKPOINT_FORMAT, fill_missing, upgrade_state_dict
 
 STAGES = ("val", "test")
@@ -19,6 +19,26 @@ STAGES = ("val", "test")
 
 def _plain(cfg):
     return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+
+
+def build_net(
+    kind: str,
+    info: dict,
+    task: dict,
+    backbone: dict,
+    gnn: dict | None,
+    sequence: dict | None,
+    dim: int,
+    dropout: float,
+) -> Net:
+    """The network ``model.net`` names: ``graph`` or ``backbone``."""
+    if kind == "graph":
+        return GraphVisionNet(info, task, backbone, gnn, sequence, dim, dropout)
+    if kind == "backbone":
+        from graphvision.baseline import BackboneNet
+
+        return BackboneNet(info, task, backbone, dim, dropout)
+    raise ValueError(f"model.net={kind!r}: choose graph or backbone (model=cnn_baseline)")
 
 
 class GraphVisionModule(L.LightningModule):
@@ -29,6 +49,9 @@ class GraphVisionModule(L.LightningModule):
             optionally ``unseen``).
         task: the task config (``model/task=...``): heads, losses (with their weights) and
             metrics.
+        net: ``graph`` (:class:`~graphvision.model.GraphVisionNet`: regions, GNN, sequence
+            stage) or ``backbone`` (:class:`~graphvision.baseline.BackboneNet`, the backbone
+            alone, ``model=cnn_baseline``; ``gnn`` and ``sequence`` are then null).
         backbone, gnn, sequence: stage configs (``_target_`` + arguments).
         dim: token width throughout.
         dropout: in the heads.
@@ -47,9 +70,10 @@ class GraphVisionModule(L.LightningModule):
         self,
         info: dict,
         task: dict,
+        net: str,
         backbone: dict,
-        gnn: dict,
-        sequence: dict,
+        gnn: dict | None,
+        sequence: dict | None,
         dim: int,
         dropout: float,
         lr: float,
@@ -68,7 +92,7 @@ class GraphVisionModule(L.LightningModule):
             _plain(data_config),
         )
         self.save_hyperparameters()
-        self.net = GraphVisionNet(info, task, backbone, gnn, sequence, dim, dropout)
+        self.net = build_net(net, info, task, backbone, gnn, sequence, dim, dropout)
         self.metrics = nn.ModuleDict({stage: self.net.task.make_metrics() for stage in STAGES})
         #: find objects while validating (``sgdet``): None follows ``task.detect_every`` during
         #: training and always outside it (``trainer.validate``); True/False forces it
@@ -98,14 +122,15 @@ class GraphVisionModule(L.LightningModule):
 
     @property
     def loss_weights(self) -> dict[str, float]:
-        return {**self.net.task.loss_weights, **self.net.sequence.loss_weights}
+        return {**self.net.task.loss_weights, **self.net.loss_weights}
 
     def forward(self, batch) -> dict[str, torch.Tensor]:
         return self.net(batch)
 
     def losses(self, out: dict, batch) -> dict[str, torch.Tensor]:
-        """Every unweighted loss of a forward, by name: the task's and the sequence stage's."""
-        return {**self.net.task.losses(out, batch), **self.net.sequence.extra_losses()}
+        """Every unweighted loss of a forward, by name: the task's and the network's (the
+        sequence stage's)."""
+        return {**self.net.task.losses(out, batch), **self.net.extra_losses()}
 
     def weighted_loss(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
         """The training loss: ``losses`` weighted by :attr:`loss_weights` and summed."""
@@ -132,7 +157,7 @@ class GraphVisionModule(L.LightningModule):
                 f"{stage}/loss_{name}", value, batch_size=bs, on_epoch=True, on_step=False,
                 sync_dist=sync,
             )  # fmt: skip
-        for name, value in self.net.sequence.statistics().items():
+        for name, value in self.net.statistics().items():
             self.log(
                 f"{stage}/{name}", value, batch_size=bs, on_epoch=True, on_step=False,
                 sync_dist=sync,

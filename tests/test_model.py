@@ -407,3 +407,60 @@ def test_heads_at_any_working_resolution(tmp_path, size, n_segments):
     assert masks.shape == (out["det_label"].numel(), *size)
     assert torch.isfinite(module.losses(out, batch)["grouping"])
 
+
+def test_cnn_baseline_is_the_backbone_alone(degenerate_batch):
+    """``model=cnn_baseline``: the image vector is the projected global average pool of the
+    last feature map (an oracle: torch's own mean over it), the region tokens are the
+    projected region means; it trains a step, and its scene logits depend on the image."""
+    from graphvision.baseline import BackboneNet
+
+    batch, info = degenerate_batch
+    module = build_module(info, ["model=cnn_baseline", "model.dim=32"])
+    net = module.net
+    assert isinstance(net, BackboneNet) and net.features.return_nodes == ["layer4"]
+    assert module.hparams.gnn is None and module.hparams.sequence is None
+    assert not hasattr(net, "gnn") and not hasattr(net, "node_encoder")
+    net.eval()
+    seq = net.encode(batch, return_attention=True)
+    fmap = net.features.feature_map(batch.image)
+    torch.testing.assert_close(seq.cls, net.project(fmap.mean(dim=(2, 3))))
+    pooled = pool_regions(fmap, batch.segments, batch.pos, batch.batch)
+    torch.testing.assert_close(seq.tokens, net.project(pooled))
+    per_image = torch.zeros(2).index_add_(0, batch.batch, seq.attention[0])
+    torch.testing.assert_close(per_image, torch.ones(2))  # each image's cells, shared out
+    module.train()
+    losses = module.losses(module(batch), batch)
+    module.weighted_loss(losses).backward()
+    assert set(losses) == set(module.net.task.losses(module(batch), batch))
+    last = [p for n, p in net.features.body.named_parameters() if n.startswith("layer4")]
+    assert last and all(p.grad is not None for p in last)
+    net.eval()
+    other = batch.clone()
+    other.image = torch.flip(batch.image, dims=[0])  # the two images swapped
+    scene, swapped = net(batch)["scene_logits"], net(other)["scene_logits"]
+    assert not torch.allclose(scene, swapped)
+
+
+def test_several_backbone_depths_are_pooled_each_at_its_stride(degenerate_batch):
+    """``return_nodes=[layer2, layer3, layer4]``: the region feature is the concatenation of
+    each depth's map pooled over the regions; the maps are resnet18's own, computed here by
+    hand from its layers (an oracle independent of torchvision's feature extractor)."""
+    batch, _ = degenerate_batch
+    torch.manual_seed(0)
+    features = RegionFeatures(return_nodes=["layer2", "layer3", "layer4"]).eval()
+    assert features.channels == [128, 256, 512] and features.out_channels == 896
+    model = torchvision.models.resnet18()
+    model.load_state_dict(features.body.state_dict(), strict=False)
+    model.eval()
+    with torch.no_grad():
+        x = (batch.image - features.mean) / features.std
+        x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
+        l2 = model.layer2(model.layer1(x))
+        l3 = model.layer3(l2)
+        l4 = model.layer4(l3)
+        expected = torch.cat(
+            [pool_regions(m, batch.segments, batch.pos, batch.batch) for m in (l2, l3, l4)], 1
+        )
+        got = features(batch.image, batch.segments, batch.pos, batch.batch)
+    assert [m.shape[-1] for m in (l2, l3, l4)] == [4, 2, 1]  # 32 px at strides 8, 16, 32
+    torch.testing.assert_close(got, expected)

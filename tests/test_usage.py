@@ -533,11 +533,21 @@ def _as_written_before_tasks(checkpoint: dict) -> dict:
     return old
 
 
+def _as_format_3(checkpoint: dict) -> dict:
+    """A checkpoint as graphvision wrote it before ``model.net`` (format 3): no ``net``, one
+    backbone layer named by ``return_node``."""
+    h = {k: v for k, v in checkpoint["hyper_parameters"].items() if k != "net"}
+    backbone = {k: v for k, v in h["backbone"].items() if k != "return_nodes"}
+    backbone["return_node"] = h["backbone"]["return_nodes"][0]
+    return {**checkpoint, "hyper_parameters": {**h, "backbone": backbone},
+            "graphvision_format": 3}  # fmt: skip
+
+
 def _as_format_2(checkpoint: dict) -> dict:
     """A checkpoint as graphvision wrote it before objects were found in the region graph
     (format 2): no grouping head, no record of the training triplets, no ``sgdet`` settings
     or ``grouping`` loss weight, one recall K."""
-    h = checkpoint["hyper_parameters"]
+    h = _as_format_3(checkpoint)["hyper_parameters"]
     task = {k: v for k, v in h["task"].items() if k != "sgdet"}
     task["loss_weights"] = {k: v for k, v in task["loss_weights"].items() if k != "grouping"}
     task["recall_k"] = 50
@@ -553,20 +563,22 @@ GROUPING_METRICS = ("val/sgdet_", "val/grouping_acc", "val/loss")
 
 
 def test_checkpoints_of_older_formats_load_evaluate_and_resume(trained, tmp_path):
-    """Checkpoints written before tasks were objects (format 1) and before the grouping head
-    (format 2), rebuilt by hand from the current one: they load with grouping=class and a
-    grouping loss weight of 0, every head they had gives exactly the current outputs, eval
-    gives the same metrics (those not depending on the grouping head; the training triplets
-    are read from the data), and training resumes from them."""
+    """Checkpoints written before tasks were objects (format 1), before the grouping head
+    (format 2) and before ``model.net`` (format 3), rebuilt by hand from the current one.
+    Format 3 loads as ``net: graph`` with identical outputs. Formats 1 and 2 load with
+    grouping=class and a grouping loss weight of 0, every head they had gives exactly the
+    current outputs, eval gives the same metrics (those not depending on the grouping head;
+    the training triplets are read from the data), and training resumes from them."""
     from torch_geometric.data import Batch
 
     from graphvision.checkpoint import load_module
     from graphvision.data.cache import load_entry, to_graph
-    from graphvision.tasks.legacy import SGDET_FOR_OLD_MODELS
+    from graphvision.tasks.legacy import CHECKPOINT_FORMAT, SGDET_FOR_OLD_MODELS
 
     new_path = trained / "run" / "checkpoints" / "last.ckpt"
     checkpoint = torch.load(new_path, weights_only=True)
-    assert checkpoint["graphvision_format"] == 3
+    assert checkpoint["graphvision_format"] == CHECKPOINT_FORMAT == 4
+    torch.save(_as_format_3(checkpoint), tmp_path / "format3.ckpt")
     format_2 = _as_format_2(checkpoint)
     paths = {"format_2": tmp_path / "format2.ckpt", "format_1": tmp_path / "format1.ckpt"}
     torch.save(format_2, paths["format_2"])
@@ -574,6 +586,12 @@ def test_checkpoints_of_older_formats_load_evaluate_and_resume(trained, tmp_path
     new = load_module(new_path).eval()
     graph = to_graph(load_entry(next((trained / "data" / "cache").rglob("*.gvc"))))
     batch = Batch.from_data_list([graph], follow_batch=list(new.net.task.follow_batch))
+    format_3 = load_module(tmp_path / "format3.ckpt").eval()  # before model.net existed
+    assert format_3.hparams.net == "graph"
+    assert format_3.hparams.backbone["return_nodes"] == ["layer2"]
+    with torch.no_grad():
+        got, expected = format_3(batch), new(batch)
+    assert all(torch.equal(got[k], expected[k]) for k in expected), "format 3"
     metrics = {}
     run_module(
         "graphvision.eval", f"ckpt_path={new_path}", f"hydra.run.dir={tmp_path / 'new'}", cwd=ROOT
@@ -607,7 +625,7 @@ def test_checkpoints_of_older_formats_load_evaluate_and_resume(trained, tmp_path
         cwd=tmp_path,
     )
     resumed = torch.load(tmp_path / "resumed/checkpoints/last.ckpt", weights_only=True)
-    assert resumed["epoch"] == 1 and resumed["graphvision_format"] == 3
+    assert resumed["epoch"] == 1 and resumed["graphvision_format"] == CHECKPOINT_FORMAT
 
 
 def test_bench_predict_json(trained, coco_tiny, tmp_path):

@@ -85,7 +85,7 @@ def backbone_step_of(module, batch):
 
     def backbone_step() -> None:
         opt.zero_grad(set_to_none=True)
-        backbone.feature_map(batch.image).mean().backward()
+        sum(m.mean() for m in backbone.feature_maps(batch.image)).backward()
         opt.step()
 
     return backbone_step

@@ -9,14 +9,16 @@ weight (``loss_weights``, DeepSeek's ``balance`` among them) were the module's o
 Format 2 (tasks as objects, before objects were found in the region graph) has no grouping
 head, no ``sgdet`` settings, no record of the training split's triplets and one recall K:
 it loads with ``grouping=class`` (the grouping that needs no training), a ``grouping`` loss
-weight of 0 and the new parts as a fresh module has them.
+weight of 0 and the new parts as a fresh module has them. Format 3 (before the backbone-alone
+baseline) names no network and pools one backbone layer (``return_node``): it loads as
+``net: graph``, the only one there was, with ``return_nodes`` holding that layer.
 """
 
 from __future__ import annotations
 
 #: Version of the checkpoint layout that ``GraphVisionModule`` writes; a checkpoint without
 #: one predates tasks as objects and is converted on load.
-CHECKPOINT_FORMAT = 3
+CHECKPOINT_FORMAT = 4
 
 #: what a format-2 scene-graph task is given for the settings it did not have
 SGDET_FOR_OLD_MODELS = {
@@ -111,6 +113,10 @@ def upgrade_checkpoint(checkpoint: dict) -> dict:
         hyper, state = upgrade_hyper_parameters(hyper), upgrade_state_dict(state)
     if fmt < 3:
         hyper = add_grouping(hyper)
+    if fmt < 4:  # before model=cnn_baseline (every network the graph one), one backbone depth
+        backbone = {k: v for k, v in hyper["backbone"].items() if k != "return_node"}
+        backbone["return_nodes"] = [hyper["backbone"].get("return_node", "layer2")]
+        hyper = {**hyper, "net": "graph", "backbone": backbone}
     return {
         **checkpoint,
         "hyper_parameters": hyper,
