@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Region features on real photos: coco_tiny (train on its 80 training photos, validate on its
-# 80 validation photos), experiment=coco_relations (20 epochs, 160x160, random weights),
-# seeds 0-2, for
-#   - the backbone's layer2 alone (stride 8) against layer2+layer3+layer4 pooled per region;
-#   - the backbone alone (model=cnn_baseline: last map globally pooled, no graph).
+# Real photos: coco_tiny (train on its 80 training photos, validate on its 80 validation
+# photos), experiment=coco_relations (20 epochs, 160x160, random weights), seeds 0-2, for
+#   - the backbone's layer2 alone (stride 8) against layer2+layer3+layer4 pooled per region,
+#     without augmentation;
+#   - the backbone alone (model=cnn_baseline: last map globally pooled, no graph), without;
+#   - the default model (layer2) with data/augment=standard.
 # Then graphvision.report over all of them (ROOT/report.md, ROOT/report.png).
 #
 #   bash experiments/real_photos.sh COCO_TINY [ROOT]
@@ -16,10 +17,12 @@ PY=${PYTHON:-python3}
 mkdir -p "$ROOT"
 ROOT=$(cd "$ROOT" && pwd)
 COMMON=(experiment=coco_relations "data.root=$COCO_TINY" seed=0,1,2)
-$PY -m graphvision.train -m "${COMMON[@]}" \
+$PY -m graphvision.train -m "${COMMON[@]}" data/augment=none \
     'model.backbone.return_nodes=[layer2],[layer2,layer3,layer4]' \
     hydra.sweep.dir="$ROOT/depths" >"$ROOT/depths.log" 2>&1
-$PY -m graphvision.train -m "${COMMON[@]}" model=cnn_baseline \
+$PY -m graphvision.train -m "${COMMON[@]}" data/augment=none model=cnn_baseline \
     hydra.sweep.dir="$ROOT/cnn_baseline" >"$ROOT/cnn_baseline.log" 2>&1
+$PY -m graphvision.train -m "${COMMON[@]}" data/augment=standard \
+    hydra.sweep.dir="$ROOT/augment" >"$ROOT/augment.log" 2>&1
 $PY -m graphvision.report "$ROOT"
 cat "$ROOT/report.md"

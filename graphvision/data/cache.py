@@ -40,7 +40,7 @@ from graphvision.regions import RegionConfig, image_to_regions
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 4
+CACHE_VERSION = 5
 
 
 @dataclass(frozen=True)

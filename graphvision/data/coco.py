@@ -339,7 +339,8 @@ def object_targets(
         segments: ``[h, w]`` label map at the working resolution.
 
     Returns:
-        ``y [1, C]``, ``obj_label [M]``, ``obj_box [M, 4]`` (normalised x0, y0, x1, y1),
+        ``y [1, C]``, ``y_objects_only [1, C]`` (1 where every annotation of the category
+        is one of the objects), ``obj_label [M]``, ``obj_box [M, 4]`` (normalised x0, y0, x1, y1),
         ``obj_region_index [2, K]`` (object, region), ``obj_region_weight [K]``
         (fraction of the region the object covers), ``obj_mask [M, ceil(h * w / 8)]`` (the
         object's mask at the working resolution, a pixel in it when the object covers at
@@ -352,6 +353,12 @@ def object_targets(
     for a in annotations:
         y[0, category_index[a["category_id"]]] = 1.0
     objects = select_objects(annotations, width, height, cfg)
+    # categories all of whose annotations are objects: augmentation may crop them all away
+    per_category = Counter(a["category_id"] for a in annotations)
+    as_objects = Counter(a["category_id"] for a in objects)
+    y_objects_only = np.zeros((1, len(category_index)), dtype=np.uint8)
+    for cid, count in per_category.items():
+        y_objects_only[0, category_index[cid]] = as_objects[cid] == count
     h, w = segments.shape
     flat = segments.ravel()
     n = int(flat.max()) + 1
@@ -382,6 +389,7 @@ def object_targets(
     rel_index, rel_label = pairwise_relations(boxes_arr, np.array(centres).reshape(-1, 2))
     return {
         "y": y,
+        "y_objects_only": y_objects_only,
         "obj_label": np.array(labels, dtype=np.int64),
         "obj_box": boxes_arr,
         "obj_region_index": np.stack([_cat(mem_obj, np.int64), _cat(mem_reg, np.int64)]),

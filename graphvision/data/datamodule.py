@@ -15,10 +15,12 @@ import logging
 from pathlib import Path
 
 import lightning as L
-from torch.utils.data import Dataset
+import torch
+from torch.utils.data import Dataset, Sampler
 from torch_geometric.loader import DataLoader
 
 from graphvision.data import synthetic
+from graphvision.data.augment import AugmentConfig, augment_entry
 from graphvision.data.cache import (
     ImageJob,
     build_cache,
@@ -48,7 +50,12 @@ _ANN_FIELDS = ("id", "category_id", "bbox", "iscrowd", "segmentation")
 
 
 class RegionGraphDataset(Dataset):
-    """Cache entries as :class:`RegionGraph` s; a corrupt entry is rebuilt on load."""
+    """Cache entries as :class:`RegionGraph` s; a corrupt entry is rebuilt on load.
+
+    With ``augment``, item ``epoch * len(self) + i`` (what :class:`EpochSampler` yields) is
+    entry ``i`` under the transform drawn for ``(augment.seed, epoch, i)``
+    (:mod:`graphvision.data.augment`); item ``i < len(self)`` is epoch 0's.
+    """
 
     def __init__(
         self,
@@ -58,9 +65,10 @@ class RegionGraphDataset(Dataset):
         regions: RegionConfig,
         objects: ObjectConfig,
         in_memory: bool = False,
+        augment: AugmentConfig | None = None,
     ) -> None:
         self.jobs, self.keys, self.cache_dir = list(jobs), list(keys), Path(cache_dir)
-        self.regions, self.objects = regions, objects
+        self.regions, self.objects, self.augment = regions, objects, augment
         self._memory: dict[int, dict] | None = {} if in_memory else None
 
     def __len__(self) -> int:
@@ -77,11 +85,37 @@ class RegionGraphDataset(Dataset):
             return entry
 
     def __getitem__(self, i: int) -> RegionGraph:
+        epoch, i = divmod(int(i), len(self))
         if self._memory is None:
-            return to_graph(self._entry(i))
-        if i not in self._memory:
-            self._memory[i] = self._entry(i)
-        return to_graph(self._memory[i])
+            entry = self._entry(i)
+        else:
+            if i not in self._memory:
+                self._memory[i] = self._entry(i)
+            entry = self._memory[i]
+        if self.augment is not None:
+            entry = augment_entry(entry, self.augment, self.objects, epoch, i)
+        return to_graph(entry)
+
+
+class EpochSampler(Sampler[int]):
+    """A new random order every epoch, each index told its epoch: yields ``epoch * n + i``
+    (:class:`RegionGraphDataset` reads both). Lightning sets the epoch (``set_epoch``, also
+    after resuming); without it, each pass over the sampler is the next epoch."""
+
+    def __init__(self, n: int, seed: int = 0) -> None:
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        order = torch.randperm(self.n, generator=torch.Generator().manual_seed(
+            self.seed * 1_000_003 + self.epoch)).tolist()  # fmt: skip
+        base, self.epoch = self.epoch * self.n, self.epoch + 1
+        return iter([base + i for i in order])
 
 
 def empty_split_message(name: str, split: str, tried: int, skipped: list[tuple[str, str]]) -> str:
@@ -107,6 +141,9 @@ class RegionGraphDataModule(L.LightningDataModule):
         prepare_workers: processes that build the cache (default 2).
         in_memory: keep loaded entries in memory after the first epoch (default True).
         limit_images: use only the first ``n`` images of each split (default None: all).
+        augment: :class:`~graphvision.data.augment.AugmentConfig` fields
+            (``conf/data/augment/``), applied to the training split; None or
+            ``enabled: false``: none (default None).
         strict: make every counted skip an error naming the file (an unreadable image, an
             annotation that is dropped or repaired, an image whose size differs from its
             annotation file's); default False: skip, count and log.
@@ -127,6 +164,7 @@ class RegionGraphDataModule(L.LightningDataModule):
         prepare_workers: int = 2,
         in_memory: bool = True,
         limit_images: int | None = None,
+        augment: dict | None = None,
         strict: bool = False,
         follow_batch: list[str] | None = None,
     ) -> None:
@@ -149,6 +187,9 @@ class RegionGraphDataModule(L.LightningDataModule):
             limit_images,
         )
         self.strict = bool(strict)
+        augment = dict(augment or {})
+        enabled = augment.pop("enabled", bool(augment))
+        self.augment = AugmentConfig(**augment) if enabled else None
         self.follow_batch = list(follow_batch or [])
         self.datasets: dict[str, RegionGraphDataset] = {}
 
@@ -200,13 +241,19 @@ class RegionGraphDataModule(L.LightningDataModule):
                 self.regions,
                 self.objects,
                 in_memory=self.in_memory,
+                augment=self.augment if split == "train" else None,
             )
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        dataset = self.datasets[split]
+        sampler = None
+        if shuffle and dataset.augment is not None:  # an order and an epoch for every item
+            sampler, shuffle = EpochSampler(len(dataset), dataset.augment.seed), False
         return DataLoader(
-            self.datasets[split],
+            dataset,
             batch_size=self.batch_size,
             shuffle=shuffle,
+            sampler=sampler,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             follow_batch=self.follow_batch or None,

@@ -1,0 +1,137 @@
+"""Augmentation from the cache: oracles on a hand-made scene (flip twice = identity; relations
+after a flip; a crop equals the object and relation builders run from scratch on the cropped
+annotations), determinism per (seed, epoch, index), and the loaders."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from graphvision.data.augment import AugmentConfig, Transform, augment_entry, transform_entry
+from graphvision.data.cache import ImageJob, build_entry
+from graphvision.data.coco import ObjectConfig, object_targets
+from graphvision.data.relations import LEFT_OF, RIGHT_OF
+from graphvision.regions import RegionConfig
+
+OBJECTS = ObjectConfig()
+#: three boxes (x, y, w, h) in a 64x64 scene, categories 1, 2, 3; no segmentation: the box
+#: is the mask, so that masks are exact at any whole-pixel crop
+BOXES = {1: [4, 20, 16, 16], 2: [40, 22, 16, 12], 3: [24, 44, 12, 16]}
+FIELDS = ("image", "segments", "x", "pos", "edge_index", "edge_attr", "y", "obj_label",
+          "obj_box", "obj_region_index", "obj_region_weight", "obj_mask", "rel_index",
+          "rel_label")  # fmt: skip
+
+
+def _annotations(boxes: dict) -> tuple:
+    return tuple(
+        {"id": c, "category_id": c, "bbox": list(map(float, b)), "iscrowd": 0}
+        for c, b in boxes.items()
+    )
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    """The cache entry of a textured 64x64 scene with the three boxes painted on it."""
+    rng = np.random.default_rng(0)
+    image = rng.integers(60, 120, (64, 64, 3), np.uint8)
+    for c, (x, y, w, h) in BOXES.items():
+        image[y : y + h, x : x + w] = np.eye(3, dtype=np.uint8)[c - 1] * 200 + 30
+    path = tmp_path_factory.mktemp("scene") / "scene.png"
+    Image.fromarray(image).save(path)
+    job = ImageJob(str(path), 1, (64, 64), _annotations(BOXES), (1, 2, 3))
+    return build_entry(job, RegionConfig(size=(64, 64), n_segments=30), OBJECTS)
+
+
+def test_flip_twice_is_the_identity_and_the_identity_keeps_the_cache(scene):
+    once = transform_entry(scene, Transform(), OBJECTS)
+    twice = transform_entry(transform_entry(scene, Transform(flip=True), OBJECTS),
+                            Transform(flip=True), OBJECTS)  # fmt: skip
+    for key in FIELDS:
+        assert torch.equal(once[key], twice[key]), key
+    for key in ("image", "segments", "x", "pos", "edge_index", "edge_attr", "y", "obj_label",
+                "obj_mask", "rel_index", "rel_label"):  # fmt: skip
+        assert torch.equal(once[key], scene[key]), key
+    torch.testing.assert_close(once["obj_box"], scene["obj_box"])
+
+
+def test_a_flip_swaps_left_and_right_and_keeps_the_rest(scene):
+    plain = transform_entry(scene, Transform(), OBJECTS)
+    flipped = transform_entry(scene, Transform(flip=True), OBJECTS)
+    assert torch.equal(plain["rel_index"], flipped["rel_index"])
+    swap = {LEFT_OF: RIGHT_OF, RIGHT_OF: LEFT_OF}
+    expected = [swap.get(r, r) for r in plain["rel_label"].tolist()]
+    assert flipped["rel_label"].tolist() == expected
+    assert {LEFT_OF, RIGHT_OF} <= set(plain["rel_label"].tolist())  # the test tests something
+    assert len(set(plain["rel_label"].tolist()) - {LEFT_OF, RIGHT_OF}) >= 1
+    box = plain["obj_box"][0]
+    torch.testing.assert_close(
+        flipped["obj_box"][0], torch.stack([1 - box[2], box[1], 1 - box[0], box[3]])
+    )
+
+
+def test_a_crop_equals_the_builders_on_the_cropped_annotations(scene):
+    """Half the side, centred at (24, 32) px: the window x 8..40, y 16..48, doubled. Box 2
+    (x 40..56) leaves the image, and its category the scene labels; box 3 is cut to its top
+    quarter. The object, membership and relation builders of pre-processing, run from
+    scratch on the cropped and doubled boxes over the augmented label map, give the same
+    targets."""
+    crop = transform_entry(scene, Transform(scale=0.5, centre=(24 / 64, 32 / 64)), OBJECTS)
+    cropped = {}
+    for c, (x, y, w, h) in BOXES.items():
+        x0, y0 = max((x - 8) * 2, 0), max((y - 16) * 2, 0)
+        x1, y1 = min((x + w - 8) * 2, 64), min((y + h - 16) * 2, 64)
+        if x1 > x0 and y1 > y0:
+            cropped[c] = [x0, y0, x1 - x0, y1 - y0]
+    assert sorted(cropped) == [1, 3]
+    fresh = object_targets(list(_annotations(cropped)), 64, 64, {1: 0, 2: 1, 3: 2},
+                           crop["segments"].numpy(), OBJECTS)  # fmt: skip
+    for key in ("y", "obj_label", "obj_region_index", "obj_mask", "rel_index", "rel_label"):
+        assert torch.equal(crop[key], torch.from_numpy(fresh[key]).to(crop[key].dtype)), key
+    torch.testing.assert_close(crop["obj_box"], torch.from_numpy(fresh["obj_box"]))
+    torch.testing.assert_close(
+        crop["obj_region_weight"], torch.from_numpy(fresh["obj_region_weight"])
+    )
+    assert crop["y"].tolist() == [[1.0, 0.0, 1.0]]
+
+
+def test_draws_repeat_per_seed_epoch_and_index(scene):
+    cfg = AugmentConfig(seed=3)
+    a = augment_entry(scene, cfg, OBJECTS, epoch=2, index=5)
+    b = augment_entry(scene, cfg, OBJECTS, epoch=2, index=5)
+    c = augment_entry(scene, cfg, OBJECTS, epoch=3, index=5)
+    assert all(torch.equal(a[k], b[k]) for k in FIELDS)
+    assert not torch.equal(a["image"], c["image"])
+    # every target stays consistent: memberships point at existing regions and objects
+    for out in (a, c):
+        n, m = out["x"].shape[0], out["obj_label"].numel()
+        assert (
+            int(out["obj_region_index"][1].max()) < n and int(out["obj_region_index"][0].max()) < m
+        )
+        assert out["rel_index"].shape[1] == m * (m - 1)
+
+
+def test_the_training_loader_augments_and_repeats_validation_does_not(tmp_path):
+    from graphvision.data import SyntheticDataModule
+
+    def module(augment):
+        dm = SyntheticDataModule(data_dir=str(tmp_path), cache_dir=str(tmp_path / "cache"),
+                                 num_train=8, num_val=4, batch_size=4, prepare_workers=1,
+                                 augment=augment)  # fmt: skip
+        dm.prepare_data()
+        dm.setup("fit")
+        return dm
+
+    plain = module({"enabled": False})
+    augmented = module({"enabled": True, "seed": 1})
+    assert plain.datasets["train"].augment is None
+    first = [b.image for b in augmented.train_dataloader()]
+    again = [b.image for b in module({"enabled": True, "seed": 1}).train_dataloader()]
+    assert all(torch.equal(x, y) for x, y in zip(first, again))  # runs repeat
+    loader = augmented.train_dataloader()
+    epoch_0 = torch.cat([b.image for b in loader])
+    epoch_1 = torch.cat([b.image for b in loader])  # the sampler's next epoch
+    assert not torch.equal(epoch_0, epoch_1)
+    raw = torch.cat([b.image for b in plain.val_dataloader()])
+    assert torch.equal(torch.cat([b.image for b in augmented.val_dataloader()]), raw)
