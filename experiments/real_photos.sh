@@ -4,7 +4,8 @@
 #   - the backbone's layer2 alone (stride 8) against layer2+layer3+layer4 pooled per region,
 #     without augmentation;
 #   - the backbone alone (model=cnn_baseline: last map globally pooled, no graph), without;
-#   - the default model (layer2) with data/augment=standard.
+#   - the default model (layer2) with data/augment=standard, and with its flips alone (no
+#     crop, rotation or colour change).
 # Then graphvision.report over all of them (ROOT/report.md, ROOT/report.png).
 #
 #   bash experiments/real_photos.sh COCO_TINY [ROOT]
@@ -24,5 +25,8 @@ $PY -m graphvision.train -m "${COMMON[@]}" data/augment=none model=cnn_baseline 
     hydra.sweep.dir="$ROOT/cnn_baseline" >"$ROOT/cnn_baseline.log" 2>&1
 $PY -m graphvision.train -m "${COMMON[@]}" data/augment=standard \
     hydra.sweep.dir="$ROOT/augment" >"$ROOT/augment.log" 2>&1
+$PY -m graphvision.train -m "${COMMON[@]}" data/augment=standard data.augment.min_scale=1.0 \
+    data.augment.rotate=0.0 data.augment.colour=0.0 \
+    hydra.sweep.dir="$ROOT/flip" >"$ROOT/flip.log" 2>&1
 $PY -m graphvision.report "$ROOT"
 cat "$ROOT/report.md"

@@ -1,4 +1,4 @@
-"""The command line: ``python -m graphvision.bench {regions,prepare,train,predict} --out FILE.json``
+"""The command line: ``python -m graphvision.bench {regions,prepare,train,loader,predict} --out F.json``
 runs one benchmark and writes its result (plus the machine's CPU and torch thread counts) as
 JSON; ``python -m graphvision.bench`` also prints the benchmark's summary."""
 
@@ -10,7 +10,7 @@ import logging
 import os
 from pathlib import Path
 
-from graphvision.bench import predict, prepare, regions, train
+from graphvision.bench import loader, predict, prepare, regions, train
 
 log = logging.getLogger(__name__)
 
@@ -18,6 +18,7 @@ BENCHMARKS = {
     "regions": (regions, "region-graph speed and quality vs PyG and scikit-image"),
     "prepare": (prepare, "pre-processing throughput, 1 vs 2 workers, and cache loading"),
     "train": (train, "full training step vs backbone alone; scaling in region count"),
+    "loader": (loader, "the training loader's images/s (augmented, 0/2 workers) vs the step's"),
     "predict": (
         predict,
         "predict on photos: ms per image for decoding, regions, network, grouping",
