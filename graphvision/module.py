@@ -11,6 +11,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from graphvision.baseline import BackboneNet
 from graphvision.model import GraphVisionNet, Net
 from graphvision.tasks.legacy import CHECKPOINT_FORMAT, fill_missing, upgrade_state_dict
 
@@ -35,8 +36,6 @@ def build_net(
     if kind == "graph":
         return GraphVisionNet(info, task, backbone, gnn, sequence, dim, dropout)
     if kind == "backbone":
-        from graphvision.baseline import BackboneNet
-
         return BackboneNet(info, task, backbone, dim, dropout)
     raise ValueError(f"model.net={kind!r}: choose graph or backbone (model=cnn_baseline)")
 

@@ -85,6 +85,17 @@ def read_metrics(run_dir: Path) -> dict:
     return metrics
 
 
+#: a 20x20 square object of category 1 in image 1 (COCO annotation)
+SQUARE = {
+    "id": 1,
+    "image_id": 1,
+    "category_id": 1,
+    "bbox": [2, 2, 20, 20],
+    "iscrowd": 0,
+    "segmentation": [[2, 2, 22, 2, 22, 22, 2, 22]],
+}
+
+
 def make_tiny_coco(root: Path, images: dict, annotations: list[dict] | None = None) -> Path:
     """A COCO-layout root whose train and val splits both hold ``images`` (name -> bytes or
     array), each listed as 32x32; ``annotations`` (default: image 1 has one square object,
@@ -98,16 +109,7 @@ def make_tiny_coco(root: Path, images: dict, annotations: list[dict] | None = No
         {"id": i, "file_name": n, "width": 32, "height": 32} for i, n in enumerate(images, 1)
     ]
     if annotations is None:
-        annotations = [
-            {
-                "id": 1,
-                "image_id": 1,
-                "category_id": 1,
-                "bbox": [2, 2, 20, 20],
-                "iscrowd": 0,
-                "segmentation": [[2, 2, 22, 2, 22, 22, 2, 22]],
-            }
-        ]
+        annotations = [SQUARE]
     cats = [{"id": 1, "name": "thing"}, {"id": 2, "name": "other thing"}]
     for split in ("train2017", "val2017"):
         (root / split).mkdir()

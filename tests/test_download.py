@@ -125,15 +125,14 @@ def test_a_corrupt_archive_is_removed_and_nothing_extracted(tmp_path):
     assert (tmp_path / "coco/val2017").is_dir()  # what came before is complete
 
 
-def test_offline_names_the_url_and_where_to_put_it(tmp_path, capsys):
+def test_offline_names_the_url_and_where_to_put_it(tmp_path, caplog):
     server = Server({})
     url = server.url
     server.close()  # nothing listens there now
     code = main(["coco", "--root", str(tmp_path / "coco"), "--splits", "val", "--base-url", url])
-    err = capsys.readouterr().err
     assert code == 1
-    assert f"cannot download {url}/annotations/annotations_trainval2017.zip" in err
-    assert f"put it at {tmp_path / 'coco/downloads/annotations_trainval2017.zip'}" in err
+    assert f"cannot download {url}/annotations/annotations_trainval2017.zip" in caplog.text
+    assert f"put it at {tmp_path / 'coco/downloads/annotations_trainval2017.zip'}" in caplog.text
 
 
 def test_the_missing_root_error_names_the_download_command(tmp_path):

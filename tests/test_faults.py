@@ -29,16 +29,9 @@ from graphvision.data.cache import (
     skip_path,
 )
 from graphvision.data.coco import DataError
-from tests.conftest import ROOT, make_tiny_coco
+from tests.conftest import ROOT, SQUARE, make_tiny_coco
 
-GOOD = {
-    "id": 1,
-    "image_id": 1,
-    "category_id": 1,
-    "bbox": [2, 2, 20, 20],
-    "iscrowd": 0,
-    "segmentation": [[2, 2, 22, 2, 22, 22, 2, 22]],
-}
+GOOD = SQUARE
 SECOND = {**GOOD, "id": 2, "category_id": 2, "bbox": [4, 4, 10, 10],
           "segmentation": [[4, 4, 14, 4, 14, 14, 4, 14]]}  # fmt: skip
 DELETE = object()

@@ -29,7 +29,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from graphvision.data.coco import ObjectConfig, unpack_masks
+from graphvision.data.coco import (
+    ObjectConfig,
+    concat_or_empty,
+    mask_centre,
+    region_memberships,
+    unpack_masks,
+)
 from graphvision.data.relations import pairwise_relations
 from graphvision.regions import region_graph
 
@@ -147,21 +153,17 @@ def transform_objects(
     visible = (new_boxes[:, 2] - new_boxes[:, 0]) * (new_boxes[:, 3] - new_boxes[:, 1])
     keep = np.nonzero((visible > objects.min_object_size) & (coverage >= 0.5).any((1, 2)))[0]
     flat = segments.ravel()
-    n = int(flat.max()) + 1
-    area = np.maximum(np.bincount(flat, minlength=n), 1).astype(np.float64)
+    area = np.bincount(flat, minlength=int(flat.max()) + 1).astype(np.float64)
     labels, mem_obj, mem_reg, mem_w, packed, centres = [], [], [], [], [], []
-    rows, cols = np.mgrid[0:h, 0:w]
     for new, m in enumerate(keep):
         inside = coverage[m] >= 0.5  # the warped mask, as pre-processing thresholds one
-        weight = np.bincount(flat, inside.ravel().astype(np.float64), minlength=n) / area
-        regions = np.nonzero(weight >= objects.min_membership)[0]
-        if len(regions) == 0:
-            regions = np.array([int(np.argmax(weight))])
-        centres.append([(cols[inside].mean() + 0.5) / w, (rows[inside].mean() + 0.5) / h])
+        regions, weights = region_memberships(flat, inside.astype(np.float64), area,
+                                              objects.min_membership)  # fmt: skip
+        centres.append(mask_centre(inside, new_boxes[m]))
         packed.append(np.packbits(inside.ravel()))
         mem_obj.append(np.full(len(regions), new))
         mem_reg.append(regions)
-        mem_w.append(np.clip(weight[regions], objects.min_membership, 1.0))
+        mem_w.append(weights)
         labels.append(int(entry["obj_label"][m]))
     boxes_kept = new_boxes[keep].astype(np.float32).reshape(-1, 4)
     rel_index, rel_label = pairwise_relations(boxes_kept, np.array(centres).reshape(-1, 2))
@@ -171,17 +173,14 @@ def transform_objects(
         gone[torch.tensor(labels, dtype=torch.long)] = False
         y[0, gone] = 0.0
 
-    def cat(parts, dtype):
-        return torch.from_numpy(
-            np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
-        )
-
     return {
         "y": y,
         "obj_label": torch.tensor(labels, dtype=torch.long),
         "obj_box": torch.from_numpy(boxes_kept),
-        "obj_region_index": torch.stack([cat(mem_obj, np.int64), cat(mem_reg, np.int64)]),
-        "obj_region_weight": cat(mem_w, np.float32),
+        "obj_region_index": torch.from_numpy(
+            np.stack([concat_or_empty(mem_obj, np.int64), concat_or_empty(mem_reg, np.int64)])
+        ),
+        "obj_region_weight": torch.from_numpy(concat_or_empty(mem_w, np.float32)),
         "obj_mask": torch.from_numpy(
             np.stack(packed) if packed else np.zeros((0, (h * w + 7) // 8), np.uint8)
         ),

@@ -309,8 +309,26 @@ def select_objects(
     return kept
 
 
-def _cat(parts: list[np.ndarray], dtype) -> np.ndarray:
+def concat_or_empty(parts: list[np.ndarray], dtype) -> np.ndarray:
+    """``parts`` concatenated as ``dtype``; an empty array when there are none."""
     return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
+
+
+def region_memberships(
+    flat: np.ndarray, coverage: np.ndarray, area: np.ndarray, min_membership: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The regions an object covers and their weights (the fraction of each region it
+    covers, at least ``min_membership``; its most covered region if none is).
+
+    Shapes:
+        flat ``[H*W]`` region ids, coverage ``[H, W]`` in [0, 1], area ``[N]`` pixels
+        -> regions ``[K]``, weights ``[K]`` clipped to ``[min_membership, 1]``.
+    """
+    weight = np.bincount(flat, coverage.ravel(), minlength=len(area)) / np.maximum(area, 1)
+    regions = np.nonzero(weight >= min_membership)[0]
+    if len(regions) == 0:
+        regions = np.array([int(np.argmax(weight))])
+    return regions, np.clip(weight[regions], min_membership, 1.0)
 
 
 def mask_centre(mask: np.ndarray, box: np.ndarray) -> np.ndarray:
@@ -374,17 +392,14 @@ def object_targets(
         coverage = np.asarray(
             Image.fromarray(mask.astype(np.float32)).resize((w, h), Image.BOX), dtype=np.float64
         )
-        weight = np.bincount(flat, coverage.ravel(), minlength=n) / np.maximum(area, 1)
         masks.append(np.packbits(coverage.ravel() >= 0.5))
-        regions = np.nonzero(weight >= cfg.min_membership)[0]
-        if len(regions) == 0:
-            regions = np.array([int(np.argmax(weight))])
+        regions, weights = region_memberships(flat, coverage, area, cfg.min_membership)
         labels.append(category_index[a["category_id"]])
         boxes.append(box)
         centres.append(mask_centre(mask, box))
         mem_obj.append(np.full(len(regions), m))
         mem_reg.append(regions)
-        mem_w.append(np.clip(weight[regions], cfg.min_membership, 1.0))
+        mem_w.append(weights)
     boxes_arr = np.array(boxes, dtype=np.float32).reshape(-1, 4)
     rel_index, rel_label = pairwise_relations(boxes_arr, np.array(centres).reshape(-1, 2))
     return {
@@ -392,8 +407,10 @@ def object_targets(
         "y_objects_only": y_objects_only,
         "obj_label": np.array(labels, dtype=np.int64),
         "obj_box": boxes_arr,
-        "obj_region_index": np.stack([_cat(mem_obj, np.int64), _cat(mem_reg, np.int64)]),
-        "obj_region_weight": _cat(mem_w, np.float32),
+        "obj_region_index": np.stack(
+            [concat_or_empty(mem_obj, np.int64), concat_or_empty(mem_reg, np.int64)]
+        ),
+        "obj_region_weight": concat_or_empty(mem_w, np.float32),
         "obj_mask": np.stack(masks) if masks else np.zeros((0, (h * w + 7) // 8), np.uint8),
         "rel_index": rel_index,
         "rel_label": rel_label,

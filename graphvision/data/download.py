@@ -228,10 +228,10 @@ def main(argv: list[str] | None = None) -> int:
         root = download_coco(args.root, tuple(args.splits), args.base_url,
                              keep_archives=args.keep_archives)  # fmt: skip
     except DownloadError as err:
-        print(f"Error: {err}", file=sys.stderr)
+        log.error("Error: %s", err)
         return 1
-    print(f"COCO 2017 is in {root}: python -m graphvision.train experiment=coco_relations "
-          f"data.root={root}")  # fmt: skip
+    log.info("COCO 2017 is in %s: python -m graphvision.train experiment=coco_relations "
+             "data.root=%s", root, root)  # fmt: skip
     return 0
 
 
