@@ -3,7 +3,8 @@
 Turns a Hydra multirun folder (one sub-folder per job, each with ``metrics.json``,
 ``summary.json`` and ``.hydra/overrides.yaml``) into ``DIR/report.md`` — a table with one
 row per configuration (the job's overrides without ``seed``): mean ± std over its seeds of
-every metric, fit time and parameter counts — and ``DIR/report.png``, the chosen metric per
+every metric, fit time, seconds per epoch, pre-processing milliseconds per image (over the
+runs that built cache entries) and parameter counts — and ``DIR/report.png``, the chosen metric per
 configuration with its spread. An Optuna sweep (``optimization_results.yaml``) also gets
 its trials, best first.
 """
@@ -73,6 +74,14 @@ def mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
 
 
+def prepare_ms_per_image(runs: list[dict]) -> float | None:
+    """Pre-processing milliseconds per image over the runs that built cache entries (the
+    others found them built); None if none did."""
+    images = sum(r["summary"].get("images_prepared") or 0 for r in runs)
+    seconds = sum(r["summary"].get("prepare_seconds") or 0.0 for r in runs)
+    return 1000.0 * seconds / images if images else None
+
+
 def summarise(runs: list[dict]) -> list[dict]:
     common = common_overrides(runs)
     groups: dict[str, list[dict]] = {}
@@ -87,6 +96,7 @@ def summarise(runs: list[dict]) -> list[dict]:
             "metrics": {k: [r["metrics"].get(k) for r in members] for k in metrics},
             "fit_seconds": [r["summary"].get("fit_seconds") for r in members],
             "seconds_per_epoch": [r["summary"].get("seconds_per_epoch") for r in members],
+            "prepare_ms_per_image": prepare_ms_per_image(members),
             "parameters": members[0]["summary"].get("parameters"),
             "trainable_parameters": members[0]["summary"].get("trainable_parameters"),
         })  # fmt: skip
@@ -94,7 +104,8 @@ def summarise(runs: list[dict]) -> list[dict]:
 
 
 def markdown_table(rows: list[dict], metrics: list[str]) -> str:
-    head = ["configuration", "runs", *metrics, "fit s", "s/epoch", "parameters", "trainable"]
+    head = ["configuration", "runs", *metrics, "fit s", "s/epoch", "prepare ms/img"]
+    head += ["parameters", "trainable"]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for r in rows:
         cells = [f"`{r['configuration']}`", str(r["runs"])]
@@ -104,6 +115,7 @@ def markdown_table(rows: list[dict], metrics: list[str]) -> str:
         cells += [
             f"{statistics.mean(fit):.1f}" if fit else "–",
             f"{statistics.mean(spe):.2f}" if spe else "–",
+            "–" if r["prepare_ms_per_image"] is None else f"{r['prepare_ms_per_image']:.1f}",
         ]
         cells += [
             f"{r['parameters']:,}" if r["parameters"] else "–",

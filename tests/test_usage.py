@@ -393,8 +393,19 @@ def test_multirun_and_report(tmp_path):
         "2",
         "3",
     ]
+    # the first job pre-processed the images, the others found them in the shared cache
+    summaries = [json.loads((sweep / i / "summary.json").read_text()) for i in "0123"]
+    assert summaries[0]["images_prepared"] > 0 and summaries[0]["prepare_seconds"] > 0
+    assert [s["images_prepared"] for s in summaries[1:]] == [0, 0, 0]
     proc = run_module("graphvision.report", str(sweep), cwd=tmp_path)
     assert "report.md" in proc.stdout
+    gcn_row = next(
+        line
+        for line in (sweep / "report.md").read_text().splitlines()
+        if line.startswith("| `model/gnn=gcn`")
+    )
+    built = 1000.0 * summaries[0]["prepare_seconds"] / summaries[0]["images_prepared"]
+    assert f"| {built:.1f} |" in gcn_row  # prepare ms/img, from the job that built
     rows = [
         line for line in (sweep / "report.md").read_text().splitlines() if line.startswith("| `")
     ]

@@ -192,6 +192,8 @@ class RegionGraphDataModule(L.LightningDataModule):
         self.augment = AugmentConfig(**augment) if enabled else None
         self.follow_batch = list(follow_batch or [])
         self.datasets: dict[str, RegionGraphDataset] = {}
+        #: images pre-processed by this DataModule and the seconds it took (cache hits: 0)
+        self.build_stats: dict = {"images": 0, "seconds": 0.0}
 
     # -- to implement -------------------------------------------------------------------
     def jobs(self, split: str) -> list[ImageJob]:
@@ -220,6 +222,7 @@ class RegionGraphDataModule(L.LightningDataModule):
             workers=self.prepare_workers,
             desc=f"{type(self).__name__} {split}",
             strict=self.strict,
+            stats=self.build_stats,
         )
         if not kept:
             raise DataError(empty_split_message(type(self).__name__, split, len(jobs), skipped))
