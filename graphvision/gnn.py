@@ -1,6 +1,7 @@
 """Stage: message passing over the region graph (PyTorch Geometric).
 
-The layer is chosen by name (``model/gnn=gcn|gatv2|gine|gated_gcn|gps``); each block is
+The layer is chosen by name (``model/gnn=gcn|gatv2|gine|gated_gcn|gps|none``; ``none``: no
+message passing, the region features go to the sequence stage unchanged); each block is
 pre-norm residual, ``h = h + dropout(act(conv(norm(h))))``, and layers that accept edge
 features get the encoded ``edge_attr``. ``gps`` uses PyG's ``GPSConv``, which carries its
 own residuals and norms (local GINE message passing + global attention). ``gcn``
@@ -18,7 +19,7 @@ from torch_geometric.nn import GATv2Conv, GCNConv, GINEConv, GPSConv, ResGatedGr
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from torch_geometric.utils import to_torch_csr_tensor
 
-LAYERS = ("gcn", "gatv2", "gine", "gated_gcn", "gps")
+LAYERS = ("gcn", "gatv2", "gine", "gated_gcn", "gps", "none")
 
 
 def make_conv(layer: str, channels: int, heads: int, dropout: float, edge_dim: int) -> nn.Module:
@@ -73,8 +74,8 @@ class RegionGNN(nn.Module):
     Args:
         channels: node width in and out.
         edge_dim: width of the raw ``edge_attr`` (default 5).
-        layer: one of :data:`LAYERS` (default ``gcn``).
-        num_layers: blocks (default 2; 0 is the identity).
+        layer: one of :data:`LAYERS` (default ``gcn``; ``none``: the identity, no parameters).
+        num_layers: blocks (default 2; 0 is the identity; ignored with ``none``).
         heads: attention heads for ``gatv2`` and ``gps`` (default 4).
         dropout: default 0.0.
         edge_channels: width of the shared edge-feature embedding each layer reads (default 16).
@@ -97,8 +98,9 @@ class RegionGNN(nn.Module):
         super().__init__()
         if layer not in LAYERS:
             raise ValueError(f"unknown GNN layer {layer!r}; choose one of {LAYERS}")
+        num_layers = 0 if layer == "none" else num_layers
         self.layer, self.num_layers, self.channels = layer, num_layers, channels
-        self.uses_edges = layer != "gcn"
+        self.uses_edges = layer not in ("gcn", "none")
         self.edge_encoder = nn.Linear(edge_dim, edge_channels) if self.uses_edges else None
         self.convs = nn.ModuleList(
             make_conv(layer, channels, heads, dropout, edge_channels) for _ in range(num_layers)

@@ -3,9 +3,12 @@
 Turns a Hydra multirun folder (one sub-folder per job, each with ``metrics.json``,
 ``summary.json`` and ``.hydra/overrides.yaml``) into ``DIR/report.md`` — a table with one
 row per configuration (the job's overrides without ``seed``): mean ± std over its seeds of
-every metric, fit time, seconds per epoch, pre-processing milliseconds per image (over the
-runs that built cache entries) and parameter counts — and ``DIR/report.png``, the chosen metric per
-configuration with its spread. An Optuna sweep (``optimization_results.yaml``) also gets
+every metric, the median fit time and seconds per epoch, pre-processing milliseconds per
+image (over the runs that built cache entries), regions (tokens) per validation image and
+parameter counts — and ``DIR/report.png``, the chosen metric per configuration with its
+spread. Where the jobs kept Lightning's CSV log (``csv/metrics.csv``), the report also holds
+the learning curve — the chosen metric after each validation epoch, mean over seeds, per
+configuration — as a table and as ``DIR/curves.png``. An Optuna sweep (``optimization_results.yaml``) also gets
 its trials, best first.
 """
 
@@ -97,14 +100,79 @@ def summarise(runs: list[dict]) -> list[dict]:
             "fit_seconds": [r["summary"].get("fit_seconds") for r in members],
             "seconds_per_epoch": [r["summary"].get("seconds_per_epoch") for r in members],
             "prepare_ms_per_image": prepare_ms_per_image(members),
+            "regions_per_image": [r["summary"].get("regions_per_image") for r in members],
             "parameters": members[0]["summary"].get("parameters"),
             "trainable_parameters": members[0]["summary"].get("trainable_parameters"),
         })  # fmt: skip
     return rows
 
 
+def read_curve(job: Path, metric: str) -> dict[int, float]:
+    """``{epoch: value}`` of ``metric`` in a job's CSV log (Lightning's ``CSVLogger``), {}
+    without one."""
+    import csv
+
+    curve: dict[int, float] = {}
+    for path in sorted(job.glob("csv/**/metrics.csv")):
+        with path.open(newline="") as f:
+            for row in csv.DictReader(f):
+                if row.get(metric) and row.get("epoch"):
+                    curve[int(row["epoch"])] = float(row[metric])
+    return curve
+
+
+def curves(runs: list[dict], metric: str) -> dict[str, dict[int, float]]:
+    """Per configuration, ``{epoch: mean of metric over the seeds logging that epoch}``
+    (0-based; the best checkpoint's re-validation after fit, logged as one epoch past the
+    last, is left out)."""
+    common = common_overrides(runs)
+    per_config: dict[str, dict[int, list[float]]] = {}
+    for run in runs:
+        points = per_config.setdefault(configuration(run["overrides"], common), {})
+        trained = run["summary"].get("epochs")
+        for epoch, value in read_curve(run["dir"], metric).items():
+            if trained is None or epoch < trained:
+                points.setdefault(epoch, []).append(value)
+    return {
+        name: {e: statistics.mean(v) for e, v in sorted(points.items())}
+        for name, points in per_config.items()
+        if points
+    }
+
+
+def curve_table(table: dict[str, dict[int, float]], metric: str, columns: int = 8) -> str:
+    """The curves as markdown: about ``columns`` evenly spaced epochs, the last included."""
+    epochs = sorted({e for points in table.values() for e in points})
+    step = max(1, -(-len(epochs) // columns))
+    shown = sorted(set(epochs[step - 1 :: step]) | {epochs[-1]})
+    lines = [
+        f"\n## Learning curve: {metric} after epoch (mean over seeds)\n",
+        "| configuration | " + " | ".join(str(e + 1) for e in shown) + " |",
+        "| --- |" + " ---: |" * len(shown),
+    ]
+    for name, points in table.items():
+        cells = [f"{points[e]:.4f}" if e in points else "–" for e in shown]
+        lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_curves(table: dict[str, dict[int, float]], metric: str, path: Path) -> None:
+    from graphvision.viz import file_figure
+
+    fig, axes = file_figure(figsize=(7, 4))
+    ax = axes[0, 0]
+    for name, points in table.items():
+        ax.plot([e + 1 for e in points], list(points.values()), marker=".", label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} per epoch, mean over seeds")
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
 def markdown_table(rows: list[dict], metrics: list[str]) -> str:
-    head = ["configuration", "runs", *metrics, "fit s", "s/epoch", "prepare ms/img"]
+    head = ["configuration", "runs", *metrics, "fit s", "s/epoch", "prepare ms/img", "regions/img"]
     head += ["parameters", "trainable"]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for r in rows:
@@ -112,11 +180,13 @@ def markdown_table(rows: list[dict], metrics: list[str]) -> str:
         cells += [mean_std(r["metrics"].get(m, [])) for m in metrics]
         fit = [v for v in r["fit_seconds"] if v is not None]
         spe = [v for v in r["seconds_per_epoch"] if v is not None]
-        cells += [
-            f"{statistics.mean(fit):.1f}" if fit else "–",
-            f"{statistics.mean(spe):.2f}" if spe else "–",
+        cells += [  # medians: one run slowed by other work on the machine does not move them
+            f"{statistics.median(fit):.1f}" if fit else "–",
+            f"{statistics.median(spe):.2f}" if spe else "–",
             "–" if r["prepare_ms_per_image"] is None else f"{r['prepare_ms_per_image']:.1f}",
         ]
+        regions = [v for v in r["regions_per_image"] if v is not None]
+        cells.append(f"{statistics.mean(regions):.1f}" if regions else "–")
         cells += [
             f"{r['parameters']:,}" if r["parameters"] else "–",
             f"{r['trainable_parameters']:,}" if r["trainable_parameters"] else "–",
@@ -182,6 +252,10 @@ def report(root: str | Path, metric: str | None = None) -> tuple[Path, Path, str
     text += f"Shared by every run: `{' '.join(common) or '(nothing)'}`\n\n"
     text += markdown_table(rows, metrics) + "\n" + optuna_section(root, runs, metric)
     md, png = root / "report.md", root / "report.png"
+    table = curves(runs, metric)
+    if table:
+        text += curve_table(table, metric)
+        plot_curves(table, metric, root / "curves.png")
     md.write_text(text)
     plot(rows, metric, png)
     return md, png, text

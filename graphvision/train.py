@@ -123,6 +123,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
         ),
         "images_prepared": built["images"],
         "prepare_seconds": round(built["seconds"], 2),
+        "regions_per_image": (
+            round(datamodule.regions_per_image("val"), 2)
+            if hasattr(datamodule, "regions_per_image")
+            else None
+        ),
         "parameters": sum(p.numel() for p in model.parameters()),
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
     }

@@ -49,8 +49,11 @@ def test_bench_regions_json(tmp_path, coco_tiny, monkeypatch):
 @pytest.mark.slow
 def test_bench_prepare_json(tmp_path, coco_tiny):
     out = tmp_path / "prepare.json"
-    result = bench.main(["prepare", "--out", str(out), "--root", str(coco_tiny), "--limit", "6"])
+    result = bench.main(["prepare", "--out", str(out), "--root", str(coco_tiny), "--limit", "6",
+                         "--size", "96", "96", "--n-segments", "36", "--backend", "grid"])  # fmt: skip
     assert json.loads(out.read_text()) == result
+    assert result["regions"]["size"] == [96, 96] and result["regions"]["compactness"] == 10.0
+    assert result["regions_per_image"] == 36.0  # a 6x6 grid on every image
     for workers in (1, 2):
         build = result[f"build_{workers}_workers"]
         assert build["images"] == 12  # 6 per split

@@ -58,9 +58,30 @@ def test_gnn_layers_shapes_and_edge_features(layer):
     out = gnn(x, edge_index, edge_attr, torch.tensor([0, 0, 0, 1, 1]))
     assert out.shape == (5, 16) and torch.isfinite(out).all()
     assert layer in repr(gnn)
-    if layer != "gcn":  # edge features reach the output
+    if layer not in ("gcn", "none"):  # edge features reach the output
         out2 = gnn(x, edge_index, edge_attr + 1.0, torch.tensor([0, 0, 0, 1, 1]))
         assert not torch.allclose(out, out2)
+
+
+def test_gnn_none_is_the_identity():
+    """``model/gnn=none``: the region features reach the sequence stage unchanged (same
+    values, gradients passed through), with no parameters, whatever num_layers says."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from graphvision.utils import CONFIG_DIR
+
+    cfg = OmegaConf.load(f"{CONFIG_DIR}/model/gnn/none.yaml")
+    gnn = instantiate(cfg, channels=16, edge_dim=5)
+    assert isinstance(gnn, RegionGNN) and gnn.num_layers == 0
+    assert sum(p.numel() for p in gnn.parameters()) == 0
+    assert sum(p.numel() for p in RegionGNN(16, layer="none", num_layers=3).parameters()) == 0
+    x = torch.randn(5, 16, requires_grad=True)
+    edge_index = torch.tensor([[0, 1, 1, 2, 3, 4], [1, 0, 2, 1, 4, 3]])
+    out = gnn(x, edge_index, torch.randn(6, 5), torch.tensor([0, 0, 0, 1, 1]))
+    assert torch.equal(out, x)
+    out.sum().backward()
+    assert torch.equal(x.grad, torch.ones_like(x))
 
 
 def test_normalized_adjacency_exact():

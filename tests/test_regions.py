@@ -8,6 +8,7 @@ import torch
 
 from graphvision.regions import (
     RegionConfig,
+    grid_labels,
     image_to_regions,
     region_adjacency,
     region_descriptors,
@@ -159,6 +160,51 @@ def test_opencv_backend_gives_a_valid_graph():
     assert np.isfinite(g["x"]).all() and g["edge_index"].shape[1] > n
 
 
+def test_grid_backend_exact_patches_and_4_adjacency():
+    """backend=grid on a 7x9 image, 6 patches: the grid closest to square patches is 2 rows
+    x 3 columns (3.5x3 px rather than 2.3x4.5); rows 0-3 and 4-6, columns 0-2, 3-5, 6-8.
+    Its region graph is the hand-built 4-adjacency of the patches: no diagonal pairs."""
+    expected = np.array([[0] * 3 + [1] * 3 + [2] * 3] * 4 + [[3] * 3 + [4] * 3 + [5] * 3] * 3)
+    assert np.array_equal(grid_labels((7, 9), 6), expected)
+    image = np.random.default_rng(0).integers(0, 256, (7, 9, 3), dtype=np.uint8)
+    labels = slic_superpixels(image, RegionConfig(size=(7, 9), n_segments=6, backend="grid"))
+    assert np.array_equal(labels, expected)
+    edge_index, boundary = region_adjacency(labels)
+    # left/right neighbours share the patch row's height (4 or 3 rows), up/down neighbours a
+    # patch column's width (3 columns)
+    hand = {(0, 1): 4, (1, 2): 4, (3, 4): 3, (4, 5): 3, (0, 3): 3, (1, 4): 3, (2, 5): 3}
+    pairs = {(int(a), int(b)): int(n) for (a, b), n in zip(edge_index.T, boundary)}
+    assert pairs == {**hand, **{(b, a): n for (a, b), n in hand.items()}}
+
+
+@pytest.mark.parametrize(
+    ("size", "n", "shape"),
+    [
+        ((224, 224), 196, (14, 14)),
+        ((160, 160), 64, (8, 8)),
+        ((120, 160), 12, (3, 4)),
+        ((160, 160), 7, (7, 1)),
+    ],
+)
+def test_grid_backend_gives_exactly_the_requested_count(size, n, shape):
+    from graphvision.regions.superpixels import grid_shape
+
+    assert grid_shape(size, n) == shape
+    image = _photo("astronaut")
+    g = image_to_regions(image, RegionConfig(size=size, n_segments=n, backend="grid"))
+    assert g["x"].shape[0] == n and int(g["segments"].max()) + 1 == n
+    counts = np.bincount(g["segments"].ravel(), minlength=n)
+    rows, cols = shape
+    # patch sides differ by at most one pixel
+    assert counts.min() >= (size[0] // rows) * (size[1] // cols)
+    assert counts.max() <= -(-size[0] // rows) * -(-size[1] // cols)
+
+
+def test_grid_backend_refuses_a_count_the_size_cannot_hold():
+    with pytest.raises(ValueError, match=r"regions.n_segments=17 patches do not fit a 4x4 grid"):
+        RegionConfig(size=(4, 4), n_segments=17, backend="grid")
+
+
 def test_unknown_backend_is_an_error():
     with pytest.raises(ValueError, match="regions.backend='fast'"):
         RegionConfig(backend="fast")
@@ -174,3 +220,26 @@ def test_fast_slic_equals_skimage_slic(name):
         mine = slic_superpixels(image, RegionConfig(size=(160, 160), n_segments=n))
         theirs = slic(image, n_segments=n, compactness=10.0, max_num_iter=4, start_label=0)
         np.testing.assert_array_equal(mine, relabel_consecutive(theirs))
+
+
+def test_grid_tokens_through_the_data_module(tmp_path):
+    """backend=grid through pre-processing, cache and loader: every image has exactly the
+    requested tokens, and ``regions_per_image`` (what a run's summary reports) says so;
+    SLIC's count only approximates its target."""
+    from graphvision.data import SyntheticDataModule
+
+    def module(backend):
+        dm = SyntheticDataModule(data_dir=str(tmp_path), cache_dir=str(tmp_path / "cache"),
+                                 num_train=4, num_val=4, batch_size=4, prepare_workers=1,
+                                 regions={"size": [64, 64], "n_segments": 16,
+                                          "backend": backend})  # fmt: skip
+        dm.prepare_data()
+        dm.setup("fit")
+        return dm
+
+    grid = module("grid")
+    batch = next(iter(grid.val_dataloader()))
+    assert torch.equal(torch.bincount(batch.batch), torch.full((4,), 16))
+    assert grid.regions_per_image("val") == 16.0
+    counts = [g.num_nodes for g in module("skimage").datasets["val"]]
+    assert module("skimage").regions_per_image("val") == sum(counts) / 4

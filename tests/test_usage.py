@@ -3,6 +3,7 @@ the notebook."""
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 import subprocess
@@ -406,9 +407,18 @@ def test_multirun_and_report(tmp_path):
     )
     built = 1000.0 * summaries[0]["prepare_seconds"] / summaries[0]["images_prepared"]
     assert f"| {built:.1f} |" in gcn_row  # prepare ms/img, from the job that built
-    rows = [
-        line for line in (sweep / "report.md").read_text().splitlines() if line.startswith("| `")
-    ]
+    # the learning curve: epoch 1's val/scene_map, mean of the two gcn jobs' CSV logs
+    first = []
+    for job in "01":
+        with (sweep / job / "csv" / "metrics.csv").open() as f:
+            first += [float(r["val/scene_map"]) for r in csv.DictReader(f)
+                      if r["val/scene_map"] and r["epoch"] == "0"]  # fmt: skip
+    assert len(first) == 2
+    curve_rows = (sweep / "report.md").read_text().split("## Learning curve")[1].splitlines()
+    assert f"| `model/gnn=gcn` | {sum(first) / 2:.4f} |" in curve_rows
+    assert _is_png(sweep / "curves.png")
+    table = (sweep / "report.md").read_text().split("## Learning curve")[0]
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
     assert len(rows) == 2
     assert all(" ± " in row for row in rows)  # two seeds per configuration
     assert {"`model/gnn=gcn`", "`model/gnn=gine`"} == {

@@ -74,6 +74,11 @@ class RegionGraphDataset(Dataset):
     def __len__(self) -> int:
         return len(self.keys)
 
+    def __iter__(self):
+        """Epoch 0's items (``__getitem__`` takes every index, so without this a ``for``
+        loop over the dataset would not end)."""
+        return (self[i] for i in range(len(self)))
+
     def _entry(self, i: int) -> dict:
         path = entry_path(self.cache_dir, self.keys[i])
         try:
@@ -261,6 +266,14 @@ class RegionGraphDataModule(L.LightningDataModule):
             persistent_workers=self.num_workers > 0,
             follow_batch=self.follow_batch or None,
         )
+
+    def regions_per_image(self, split: str = "val", limit: int = 500) -> float:
+        """Mean number of regions (the sequence stage's tokens) per image of ``split``,
+        over up to ``limit`` of its images spread evenly (after :meth:`setup`)."""
+        dataset = self.datasets[split]
+        n, m = len(dataset), min(len(self.datasets[split]), limit)
+        picked = sorted({round(k * (n - 1) / max(m - 1, 1)) for k in range(m)})
+        return sum(dataset[i].num_nodes for i in picked) / len(picked)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

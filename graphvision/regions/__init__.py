@@ -17,6 +17,7 @@ from graphvision.regions.quality import (
 )
 from graphvision.regions.superpixels import (
     RegionConfig,
+    grid_labels,
     image_to_regions,
     resize_image,
     slic_superpixels,
@@ -29,6 +30,7 @@ __all__ = [
     "achievable_segmentation_accuracy",
     "boundary_recall",
     "instance_label_map",
+    "grid_labels",
     "edge_geometry",
     "image_to_regions",
     "region_adjacency",

@@ -2,10 +2,11 @@
 
 The fast path is the working resolution: SLIC on a 160x160 copy of a 640x480 photo with
 4 k-means iterations costs ~8 ms here instead of ~170 ms at native size, at an ASA no
-lower than native SLIC's (``python -m graphvision.bench regions`` measures both). Two
-backends: ``skimage`` (scikit-image's SLIC, the default) and ``opencv`` (OpenCV
-ximgproc's SLIC, which keeps closer to the requested region count; needs the ``opencv``
-extra).
+lower than native SLIC's (``python -m graphvision.bench regions`` measures both). Three
+backends: ``skimage`` (scikit-image's SLIC, the default), ``opencv`` (OpenCV ximgproc's
+SLIC, which keeps closer to the requested region count; needs the ``opencv`` extra) and
+``grid`` (exactly ``n_segments`` rectangular patches, :func:`grid_labels`: ViT-style patch
+tokens through the same graph builder, cache and model).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from PIL import Image
 
 from graphvision.regions.graph import region_graph, relabel_consecutive
 
-BACKENDS = ("skimage", "opencv")
+BACKENDS = ("skimage", "opencv", "grid")
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ class RegionConfig:
     compactness: float = 10.0  # SLIC colour/space trade-off (higher = squarer regions)
     max_num_iter: int = 4  # SLIC k-means iterations (4 is within 0.005 ASA of 10, 40% faster)
     sigma: float = 0.0  # Gaussian pre-smoothing of SLIC's input (skimage backend)
-    backend: str = "skimage"  # skimage | opencv
+    backend: str = "skimage"  # skimage | opencv | grid
 
     def __post_init__(self) -> None:
         size = tuple(int(s) for s in self.size)
@@ -40,6 +41,10 @@ class RegionConfig:
             raise ValueError(f"regions.n_segments must be >= 1, got {self.n_segments}")
         if self.backend not in BACKENDS:
             raise ValueError(f"regions.backend={self.backend!r}: choose one of {BACKENDS}")
+        if self.backend == "grid":
+            grid_shape(
+                self.size, self.n_segments
+            )  # a count the working size cannot hold fails here
 
     def as_dict(self) -> dict:
         return {**asdict(self), "size": list(self.size)}
@@ -89,8 +94,40 @@ def rgb_to_lab(image: np.ndarray, stretch: bool = False) -> np.ndarray:
     return lab
 
 
+def grid_shape(size: tuple[int, int], n: int) -> tuple[int, int]:
+    """``(rows, cols)`` with ``rows * cols == n`` whose patches are closest to square on an
+    image of ``size = (H, W)`` (ties: more rows); a ``ValueError`` if no such pair fits.
+
+    A square count on a square image gives a square grid (196 on 224x224: 14x14); a prime
+    count can only give strips (7: 1x7 or 7x1), so choose counts with a near-square factor
+    pair.
+    """
+    h, w = size
+    pairs = [(r, n // r) for r in range(1, n + 1) if n % r == 0 and r <= h and n // r <= w]
+    if not pairs:
+        raise ValueError(
+            f"regions.n_segments={n} patches do not fit a {h}x{w} grid (backend=grid): at most "
+            f"{h * w}"
+        )
+    return min(pairs, key=lambda rc: (round(abs(np.log(h * rc[1] / (w * rc[0]))), 9), -rc[0]))
+
+
+def grid_labels(size: tuple[int, int], n: int) -> np.ndarray:
+    """Label map ``[H, W]`` of exactly ``n`` patches in :func:`grid_shape`'s rows and
+    columns, numbered row-major; patch sides differ by at most one pixel (row ``y`` belongs
+    to patch row ``y * rows // H``)."""
+    h, w = size
+    rows, cols = grid_shape(size, n)
+    row = np.arange(h, dtype=np.int64) * rows // h
+    col = np.arange(w, dtype=np.int64) * cols // w
+    return row[:, None] * cols + col[None, :]
+
+
 def slic_superpixels(image: np.ndarray, cfg: RegionConfig) -> np.ndarray:
-    """SLIC label map ``[H, W]`` with consecutive ids ``0..N-1`` (deterministic)."""
+    """Label map ``[H, W]`` with consecutive ids ``0..N-1`` (deterministic): SLIC's, or the
+    patches of :func:`grid_labels` with ``backend=grid``."""
+    if cfg.backend == "grid":
+        return grid_labels(image.shape[:2], cfg.n_segments)
     if cfg.backend == "opencv":
         return _opencv_slic(image, cfg)
     from skimage.segmentation import slic  # heavy import, only where needed
