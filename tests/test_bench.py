@@ -119,3 +119,82 @@ def test_bench_loader_json(tmp_path, monkeypatch):
         assert rate > 0
         ratio = result["loader_over_step"][workers]
         assert ratio == pytest.approx(rate / result["step_images_per_s"], rel=0.02, abs=0.01)
+
+
+def test_token_cost_arithmetic_exact():
+    """The growth exponent of exact power laws; the activations autograd saves, counted by
+    hand (exp keeps its float32 result; a linear layer keeps its input, not its weight)."""
+    import torch
+
+    from graphvision.bench.tokens import fit_exponent, saved_activation_bytes
+
+    tokens = [64, 128, 256, 512, 1024]
+    assert fit_exponent(tokens, [3.0 * t**2 for t in tokens]) == pytest.approx(2.0)
+    # the largest half (3 points) only: a fixed cost at small counts is left out
+    assert fit_exponent(tokens, [50.0, 50.0, 256, 512, 1024]) == pytest.approx(1.0)
+    assert fit_exponent([64, 128], [1.0, 2.0]) is None
+    x = torch.randn(100, requires_grad=True)
+    assert saved_activation_bytes(lambda: torch.exp(x).sum().backward(), []) == 400
+    layer = torch.nn.Linear(10, 10)
+    inputs = torch.randn(5, 10)
+    step = lambda: layer(inputs).sum().backward()  # noqa: E731
+    assert saved_activation_bytes(step, list(layer.parameters())) == 5 * 10 * 4
+
+
+def test_grid_tokens_to_reach_a_superpixel_score(tmp_path):
+    """The ablation's table from hand-written runs: grid 64 tokens 0.10 and 256 tokens 0.20
+    reach superpixels' 0.15 at 128 tokens (halfway in log tokens); what no grid row reaches
+    is None; the backbone alone is not a token count."""
+    import yaml
+
+    from graphvision.bench.tokens import ablation_table
+
+    runs = [  # backend, n_segments, seed, scene_map, regions per image
+        ("grid", 64, 0, 0.09, 64.0), ("grid", 64, 1, 0.11, 64.0),
+        ("grid", 256, 0, 0.20, 256.0), ("grid", 256, 1, 0.20, 256.0),
+        ("skimage", 64, 0, 0.15, 58.0), ("skimage", 64, 1, 0.15, 60.0),
+        ("skimage", 256, 0, 0.30, 230.0),
+    ]  # fmt: skip
+    for i, (backend, n, seed, value, regions) in enumerate(runs):
+        job = tmp_path / str(i)
+        (job / ".hydra").mkdir(parents=True)
+        overrides = [
+            f"data.regions.backend={backend}",
+            f"data.regions.n_segments={n}",
+            f"seed={seed}",
+        ]
+        (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+        (job / "metrics.json").write_text(json.dumps({"val/scene_map": value}))
+        (job / "summary.json").write_text(json.dumps({"regions_per_image": regions}))
+    baseline = tmp_path / "7"
+    (baseline / ".hydra").mkdir(parents=True)
+    (baseline / ".hydra" / "overrides.yaml").write_text(
+        yaml.safe_dump(["model=cnn_baseline", "data.regions.n_segments=64"])
+    )
+    (baseline / "metrics.json").write_text(json.dumps({"val/scene_map": 0.5}))
+    table = ablation_table(str(tmp_path), "val/scene_map")
+    assert [(r["n_segments"], r["regions"], r["mean"], r["runs"]) for r in table["grid"]] == [
+        (64, 64.0, 0.1, 2), (256, 256.0, 0.2, 2)
+    ]  # fmt: skip
+    assert table["grid"][0]["std"] == pytest.approx(0.0141, abs=1e-4)
+    first, second = table["skimage"]
+    assert first["regions"] == 59.0 and first["grid_tokens_for_same"] == pytest.approx(128.0)
+    assert second["grid_tokens_for_same"] is None  # 0.30: above every grid row
+
+
+@pytest.mark.slow
+def test_bench_tokens_json(tmp_path):
+    out = tmp_path / "tokens.json"
+    result = bench.main(["tokens", "--out", str(out), "--tokens", "16", "32", "64", "--repeats",
+                         "1", "--stages", "none", "transformer", "pretrained_lm"])  # fmt: skip
+    assert json.loads(out.read_text()) == result
+    transformer = result["stages"]["transformer"]
+    memory = [transformer["tokens"][t]["memory_mb"] for t in ("16", "32", "64")]
+    assert 0 < memory[0] < memory[1] < memory[2]
+    assert transformer["time_exponent"] is not None and transformer["memory_exponent"] > 0
+    assert result["stages"]["none"]["parameters"] < transformer["parameters"]
+    from graphvision.bench.tokens import build_stage, token_limit
+
+    # MiniLM's 512 learned positions, one of them the CLS token's
+    assert token_limit(build_stage("pretrained_lm", 128)) == 511
+    assert token_limit(build_stage("transformer", 128)) is None

@@ -1,4 +1,4 @@
-"""The command line: ``python -m graphvision.bench {regions,prepare,train,loader,predict} --out F.json``
+"""The command line: ``python -m graphvision.bench {regions,prepare,train,loader,predict,tokens} --out F.json``
 runs one benchmark and writes its result (plus the machine's CPU and torch thread counts) as
 JSON; ``python -m graphvision.bench`` also prints the benchmark's summary."""
 
@@ -10,7 +10,7 @@ import logging
 import os
 from pathlib import Path
 
-from graphvision.bench import loader, predict, prepare, regions, train
+from graphvision.bench import loader, predict, prepare, regions, tokens, train
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +23,7 @@ BENCHMARKS = {
         predict,
         "predict on photos: ms per image for decoding, regions, network, grouping",
     ),
+    "tokens": (tokens, "each sequence stage's time and memory from 64 to 4,096 tokens"),
 }
 
 

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The seed question's ablation, 3 seeds per configuration, everything else at the defaults:
+#   tokens:   data.regions.backend=skimage|grid (superpixels | square patches) at the same
+#             n_segments (the default, and 64);
+#   context:  model/gnn=none against the default GCN;
+#   sequence: model/sequence=none|deepseek_v3|pretrained_lm against the default transformer;
+#   the backbone alone (model=cnn_baseline).
+# Each group is one multirun under ROOT/<group>; then graphvision.report over ROOT (table,
+# learning curves) and bench tokens (cost per token count, and accuracy per token count
+# from the tokens group).
+#
+#   bash experiments/seed_question/ablation.sh synthetic ROOT [EPOCHS]
+#       experiment=seed_relations (480 training, 120 validation scenes), EPOCHS (default 10)
+#   bash experiments/seed_question/ablation.sh coco ROOT COCO_TINY
+#       experiment=coco_relations on coco_tiny (80 training, 80 validation photos), 20 epochs
+set -euo pipefail
+DATASET=${1:?usage: ablation.sh synthetic|coco ROOT [EPOCHS | COCO_TINY]}
+ROOT=${2:?usage: ablation.sh synthetic|coco ROOT [EPOCHS | COCO_TINY]}
+PY=${PYTHON:-python3}
+mkdir -p "$ROOT"
+ROOT=$(cd "$ROOT" && pwd)
+case "$DATASET" in
+  synthetic)
+    COMMON=(experiment=seed_relations "trainer.max_epochs=${3:-10}" seed=0,1,2)
+    COUNTS=64,100 ;;
+  coco)
+    COCO_TINY=${3:?the coco ablation needs the coco_tiny root}
+    COMMON=(experiment=coco_relations "data.root=$COCO_TINY" seed=0,1,2)
+    COUNTS=64,150 ;;
+  *) echo "unknown dataset $DATASET: synthetic or coco" >&2; exit 2 ;;
+esac
+run() {  # run GROUP OVERRIDES...
+  local group=$1; shift
+  $PY -m graphvision.train -m "${COMMON[@]}" "$@" hydra.sweep.dir="$ROOT/$group" \
+      >"$ROOT/$group.log" 2>&1
+}
+run tokens data.regions.backend=skimage,grid "data.regions.n_segments=$COUNTS"
+run context model/gnn=none
+run sequence model/sequence=none,deepseek_v3,pretrained_lm
+run cnn_baseline model=cnn_baseline
+$PY -m graphvision.report "$ROOT"
+$PY -m graphvision.bench tokens --ablation "$ROOT/tokens" --out "$ROOT/tokens.json"
