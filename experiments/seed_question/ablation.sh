@@ -5,9 +5,10 @@
 #   context:  model/gnn=none against the default GCN;
 #   sequence: model/sequence=none|deepseek_v3|pretrained_lm against the default transformer;
 #   the backbone alone (model=cnn_baseline).
-# Each group is one multirun under ROOT/<group>; then graphvision.report over ROOT (table,
-# learning curves) and bench tokens (cost per token count, and accuracy per token count
-# from the tokens group).
+# Each group is one multirun under ROOT/<group>; a group that finished (ROOT/<group>.done) is
+# not run again, so an interrupted ablation resumes with the group it was in. Then
+# graphvision.report over ROOT (table, learning curves) and bench tokens (cost per token
+# count, and accuracy per token count from the tokens group).
 #
 #   bash experiments/seed_question/ablation.sh synthetic ROOT [EPOCHS]
 #       experiment=seed_relations (480 training, 120 validation scenes), EPOCHS (default 10)
@@ -31,8 +32,11 @@ case "$DATASET" in
 esac
 run() {  # run GROUP OVERRIDES...
   local group=$1; shift
+  if [ -e "$ROOT/$group.done" ]; then echo "$group: done before"; return; fi
+  rm -rf "${ROOT:?}/$group"
   $PY -m graphvision.train -m "${COMMON[@]}" "$@" hydra.sweep.dir="$ROOT/$group" \
       >"$ROOT/$group.log" 2>&1
+  touch "$ROOT/$group.done"
 }
 run tokens data.regions.backend=skimage,grid "data.regions.n_segments=$COUNTS"
 run context model/gnn=none
