@@ -1,6 +1,6 @@
 """Augmentation from the cache: oracles on a hand-made scene (flip twice = identity; relations
-after a flip; a crop equals the object and relation builders run from scratch on the cropped
-annotations), determinism per (seed, epoch, index), and the loaders."""
+after a flip; a crop and a quarter turn equal the object and relation builders run from
+scratch on the transformed annotations), determinism per (seed, epoch, index), and the loaders."""
 
 from __future__ import annotations
 
@@ -94,6 +94,31 @@ def test_a_crop_equals_the_builders_on_the_cropped_annotations(scene):
         crop["obj_region_weight"], torch.from_numpy(fresh["obj_region_weight"])
     )
     assert crop["y"].tolist() == [[1.0, 0.0, 1.0]]
+
+
+def test_a_quarter_turn_equals_the_builders_on_the_turned_annotations(scene):
+    """A rotation of 90 degrees about the centre moves every pixel centre onto a pixel
+    centre: the source point (x, y) lands at (y, 64 - x), so box (x, y, w, h) becomes
+    (y, 64 - x - w, h, w). The builders run from scratch on the turned boxes over the
+    augmented label map give the augmentation's targets, relations included (what was
+    left of another is now below it)."""
+    import math
+
+    turned = transform_entry(scene, Transform(angle=math.pi / 2), OBJECTS)
+    boxes = {c: [y, 64 - x - w, h, w] for c, (x, y, w, h) in BOXES.items()}
+    fresh = object_targets(list(_annotations(boxes)), 64, 64, {1: 0, 2: 1, 3: 2},
+                           turned["segments"].numpy(), OBJECTS)  # fmt: skip
+    for key in ("y", "obj_label", "obj_region_index", "obj_mask", "rel_index", "rel_label"):
+        assert torch.equal(turned[key], torch.from_numpy(fresh[key]).to(turned[key].dtype)), key
+    torch.testing.assert_close(turned["obj_box"], torch.from_numpy(fresh["obj_box"]))
+    torch.testing.assert_close(
+        turned["obj_region_weight"], torch.from_numpy(fresh["obj_region_weight"])
+    )
+    # the label map turned the same way, pixel for pixel (its regions numbered one to one)
+    pairs = set(zip(np.rot90(scene["segments"].numpy()).ravel().tolist(),
+                    turned["segments"].numpy().ravel().tolist()))  # fmt: skip
+    assert len(pairs) == len({a for a, _ in pairs}) == len({b for _, b in pairs})
+    assert len(pairs) == int(scene["segments"].max()) + 1
 
 
 def test_draws_repeat_per_seed_epoch_and_index(scene):
