@@ -22,7 +22,7 @@ def options(group: str) -> list[str]:
 
 
 def test_every_group_has_its_options():
-    assert options("model/gnn") == ["gated_gcn", "gatv2", "gcn", "gine", "gps"]
+    assert options("model/gnn") == ["gated_gcn", "gatv2", "gcn", "gine", "gps", "none"]
     assert options("model/sequence") == ["deepseek_v3", "none", "pretrained_lm", "transformer"]
     assert options("model/task") == ["classification", "scene_graph"]
     assert options("trainer") == ["cpu", "ddp", "default", "gpu"]
