@@ -31,6 +31,16 @@ def _annotations(boxes: dict) -> tuple:
     )
 
 
+def _assert_same_targets(augmented: dict, fresh: dict) -> None:
+    """The augmentation's targets equal those the builders computed from scratch."""
+    for key in ("y", "obj_label", "obj_region_index", "obj_mask", "rel_index", "rel_label"):
+        assert torch.equal(augmented[key], torch.from_numpy(fresh[key]).to(augmented[key].dtype)), (
+            key
+        )
+    for key in ("obj_box", "obj_region_weight"):
+        torch.testing.assert_close(augmented[key], torch.from_numpy(fresh[key]))
+
+
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory):
     """The cache entry of a textured 64x64 scene with the three boxes painted on it."""
@@ -87,12 +97,7 @@ def test_a_crop_equals_the_builders_on_the_cropped_annotations(scene):
     assert sorted(cropped) == [1, 3]
     fresh = object_targets(list(_annotations(cropped)), 64, 64, {1: 0, 2: 1, 3: 2},
                            crop["segments"].numpy(), OBJECTS)  # fmt: skip
-    for key in ("y", "obj_label", "obj_region_index", "obj_mask", "rel_index", "rel_label"):
-        assert torch.equal(crop[key], torch.from_numpy(fresh[key]).to(crop[key].dtype)), key
-    torch.testing.assert_close(crop["obj_box"], torch.from_numpy(fresh["obj_box"]))
-    torch.testing.assert_close(
-        crop["obj_region_weight"], torch.from_numpy(fresh["obj_region_weight"])
-    )
+    _assert_same_targets(crop, fresh)
     assert crop["y"].tolist() == [[1.0, 0.0, 1.0]]
 
 
@@ -108,12 +113,7 @@ def test_a_quarter_turn_equals_the_builders_on_the_turned_annotations(scene):
     boxes = {c: [y, 64 - x - w, h, w] for c, (x, y, w, h) in BOXES.items()}
     fresh = object_targets(list(_annotations(boxes)), 64, 64, {1: 0, 2: 1, 3: 2},
                            turned["segments"].numpy(), OBJECTS)  # fmt: skip
-    for key in ("y", "obj_label", "obj_region_index", "obj_mask", "rel_index", "rel_label"):
-        assert torch.equal(turned[key], torch.from_numpy(fresh[key]).to(turned[key].dtype)), key
-    torch.testing.assert_close(turned["obj_box"], torch.from_numpy(fresh["obj_box"]))
-    torch.testing.assert_close(
-        turned["obj_region_weight"], torch.from_numpy(fresh["obj_region_weight"])
-    )
+    _assert_same_targets(turned, fresh)
     # the label map turned the same way, pixel for pixel (its regions numbered one to one)
     pairs = set(zip(np.rot90(scene["segments"].numpy()).ravel().tolist(),
                     turned["segments"].numpy().ravel().tolist()))  # fmt: skip

@@ -243,8 +243,11 @@ def summary(result: dict) -> str:
             if backend == "metric":
                 continue
             for r in rows:
-                same = r.get("grid_tokens_for_same", "")
-                same = f"; grid tokens for the same: {same}" if "grid_tokens_for_same" in r else ""
+                same = (
+                    f"; grid tokens for the same: {r['grid_tokens_for_same']}"
+                    if "grid_tokens_for_same" in r
+                    else ""
+                )
                 lines.append(f"  {backend} n_segments={r['n_segments']} ({r['regions']} tokens): "
                              f"{r['mean']} ± {r['std']} ({r['runs']} runs){same}")  # fmt: skip
     return "\n".join(lines)

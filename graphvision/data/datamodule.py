@@ -271,7 +271,7 @@ class RegionGraphDataModule(L.LightningDataModule):
         """Mean number of regions (the sequence stage's tokens) per image of ``split``,
         over up to ``limit`` of its images spread evenly (after :meth:`setup`)."""
         dataset = self.datasets[split]
-        n, m = len(dataset), min(len(self.datasets[split]), limit)
+        n, m = len(dataset), min(len(dataset), limit)
         picked = sorted({round(k * (n - 1) / max(m - 1, 1)) for k in range(m)})
         return sum(dataset[i].num_nodes for i in picked) / len(picked)
 
