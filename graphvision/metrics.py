@@ -8,6 +8,10 @@
   score. Given objects (``predcls``, ``sgcls``) match by identity; detected ones (``sgdet``)
   match a ground-truth triplet when the three labels agree and both the subject and the
   object box have IoU >= 0.5 with the ground truth's (Scene-Graph-Benchmark's rule).
+- :class:`PresentLabelsAP`: macro average precision over the categories that have at least
+  one positive in what was evaluated (COCO's and VOC's convention). torchmetrics' macro
+  average counts a category without positives as AP 0, which on a small validation set
+  lowers the mean by the share of categories it happens to miss.
 - :class:`DetectionEval`: object detection quality of the detected instances, computed by
   pycocotools' ``COCOeval`` (bbox and segm AP, AP50, AR@100, and the class-agnostic
   segm AP and recall at IoU 0.5).
@@ -18,11 +22,14 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torchmetrics import Metric
+from torchmetrics.classification import MultilabelAveragePrecision
+from torchmetrics.utilities import dim_zero_cat
 from torchvision.ops import box_iou
 
 log = logging.getLogger(__name__)
@@ -102,6 +109,27 @@ def first_hit_rank(
     ranks = torch.arange(pair.numel(), device=pair.device)[:, None].expand_as(ok)
     rank = torch.where(ok, ranks, top).amin(dim=0)
     return rank, gt_rows
+
+
+class PresentLabelsAP(MultilabelAveragePrecision):
+    """Average precision of each category, and their mean over the categories with a positive.
+
+    ``compute()`` returns the macro mean over the categories that occur at least once in the
+    evaluated targets (NaN when none does); with ``reduce=False`` it returns every category's
+    AP instead, NaN for a category without a positive (torchmetrics would say 0).
+    """
+
+    def __init__(self, num_labels: int, reduce: bool = True, **kwargs):
+        super().__init__(num_labels=num_labels, average=None, thresholds=None, **kwargs)
+        self.reduce = reduce
+
+    def compute(self) -> torch.Tensor:
+        positives = (dim_zero_cat(self.target) == 1).sum(0)
+        with warnings.catch_warnings():  # a category without positives is NaN below, not AP 0
+            warnings.filterwarnings("ignore", message="No positive samples found in target")
+            ap = super().compute()
+        ap = torch.where(positives > 0, ap, torch.nan)
+        return ap.nanmean() if self.reduce else ap
 
 
 class SceneGraphRecall(Metric):

@@ -20,7 +20,7 @@ from torchvision.transforms._presets import ImageClassification
 from graphvision.features import RegionFeatures, load_backbone, pool_regions
 from graphvision.gnn import LAYERS, RegionGNN
 from graphvision.heads import object_geometry, pool_objects
-from graphvision.metrics import SceneGraphRecall, SceneGraphs
+from graphvision.metrics import PresentLabelsAP, SceneGraphRecall, SceneGraphs
 from graphvision.sequence import from_sequence, raster_order, sincos_2d, to_sequence
 from tests.conftest import build_module
 
@@ -221,6 +221,27 @@ def test_relation_recall_exact():
     assert out["R@2"].item() == pytest.approx((1 / 3 + 1) / 2)
     # predicate 0: image 0 recalls 1 of 2; predicate 1: 0 of 1; predicate 2: image 1, 1 of 1
     assert out["mR@2"].item() == pytest.approx((0.5 + 0 + 1) / 3)
+
+
+def test_scene_map_averages_the_categories_that_have_a_positive():
+    """4 images, 3 categories, fed in two batches. Category 0: ranked +,-,+,- (AP (1 + 2/3) / 2);
+    category 1: its only positive third (AP 1/3); category 2: no positive (no AP)."""
+    scores = torch.tensor([[0.9, 0.2, 0.5], [0.8, 0.6, 0.1], [0.3, 0.4, 0.7], [0.1, 0.7, 0.2]])
+    target = torch.tensor([[1, 0, 0], [0, 0, 0], [1, 1, 0], [0, 0, 0]])
+    ap = {0: 5 / 6, 1: 1 / 3}
+    mean, per_category = PresentLabelsAP(3), PresentLabelsAP(3, reduce=False)
+    for metric in (mean, per_category):
+        metric.update(scores[:2], target[:2])
+        metric.update(scores[2:], target[2:])
+    assert mean.compute().item() == pytest.approx((ap[0] + ap[1]) / 2)
+    got = per_category.compute()
+    assert got[:2].tolist() == pytest.approx([ap[0], ap[1]]) and got[2].isnan()
+    # torchmetrics' own macro average scores the category without a positive as 0
+    from torchmetrics.functional.classification import multilabel_average_precision
+
+    with pytest.warns(UserWarning, match="No positive samples"):
+        plain = multilabel_average_precision(scores, target, num_labels=3, average="macro")
+    assert plain.item() == pytest.approx((ap[0] + ap[1]) / 3)
 
 
 def _fake_download(source: Path, calls: list | None = None):

@@ -10,6 +10,7 @@ predicates predicted), ``sgcls`` (objects given; labels and predicates predicted
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch_geometric.utils import scatter
 from torchmetrics import Metric
-from torchmetrics.classification import MulticlassAccuracy, MultilabelAveragePrecision
+from torchmetrics.classification import MulticlassAccuracy
 
 from graphvision.data.cache import ImageJob
 from graphvision.data.coco import unpack_masks
@@ -41,7 +42,7 @@ from graphvision.heads import (
     object_masks,
     region_targets,
 )
-from graphvision.metrics import DetectionEval, SceneGraphRecall, SceneGraphs
+from graphvision.metrics import DetectionEval, PresentLabelsAP, SceneGraphRecall, SceneGraphs
 from graphvision.regions import EDGE_FEATURES
 from graphvision.tasks.base import Task
 
@@ -287,7 +288,7 @@ class SceneGraphTask(Task):
     def make_metrics(self) -> nn.ModuleDict:
         c, p = len(self.categories), len(self.predicates)
         metrics = nn.ModuleDict({
-            "scene_map": MultilabelAveragePrecision(num_labels=c, average="macro"),
+            "scene_map": PresentLabelsAP(c),
             "region_acc": MulticlassAccuracy(num_classes=c + 1, average="micro"),
             "object_acc": MulticlassAccuracy(num_classes=c, average="micro"),
             "rel_acc": MulticlassAccuracy(num_classes=p, average="micro"),
@@ -298,7 +299,7 @@ class SceneGraphTask(Task):
             "sgdet_detection": DetectionEval(c),
         })  # fmt: skip
         if self.has_unseen:  # zero-shot evaluation: seen and unseen categories reported apart
-            metrics["scene_ap"] = MultilabelAveragePrecision(num_labels=c, average=None)
+            metrics["scene_ap"] = PresentLabelsAP(c, reduce=False)
             metrics["object_acc_unseen"] = MulticlassAccuracy(num_classes=c, average="micro")
             metrics["object_acc_seen"] = MulticlassAccuracy(num_classes=c, average="micro")
         return metrics
@@ -376,7 +377,7 @@ class SceneGraphTask(Task):
     def epoch_metrics(self, metrics) -> dict[str, torch.Tensor]:
         values = {}
         if self.has_unseen:
-            ap = metrics["scene_ap"].compute()  # (C,)
+            ap = metrics["scene_ap"].compute()  # (C,), NaN without a positive
             values["scene_map_seen"] = ap[self.seen].nanmean()
             values["scene_map_unseen"] = ap[~self.seen].nanmean()
             metrics["scene_ap"].reset()
@@ -570,7 +571,6 @@ class SceneGraphTask(Task):
         default all three, at the largest K up to 50)."""
         from torchmetrics.functional.classification import (
             multiclass_confusion_matrix,
-            multilabel_average_precision,
         )
 
         from graphvision.viz import plot_confusion
@@ -579,13 +579,14 @@ class SceneGraphTask(Task):
         recall = {m: SceneGraphRecall(len(self.predicates), self.recall_k, "iou" if m == "sgdet" else "identity")
                   for m in modes}  # fmt: skip
         got = collect(net, loader, recall)
-        ap = multilabel_average_precision(
-            got["scene_prob"], got["y"], num_labels=len(self.categories), average=None
-        )
-        positives = got["y"].sum(0)
-        rows = sorted(zip(self.categories, ap.tolist(), positives.tolist()), key=lambda r: -r[1])
+        scene_ap = PresentLabelsAP(len(self.categories), reduce=False)
+        scene_ap.update(got["scene_prob"], got["y"].long())
+        ap, positives = scene_ap.compute(), got["y"].sum(0)
+        rows = sorted(zip(self.categories, ap.tolist(), positives.tolist()),
+                      key=lambda r: -r[1] if r[2] else math.inf)  # fmt: skip
         table = ["| category | AP | positives |", "| --- | ---: | ---: |"]
-        table += [f"| {name} | {value:.4f} | {int(n)} |" for name, value, n in rows]
+        table += [f"| {name} | {value:.4f} | {int(n)} |" if n else f"| {name} | – | 0 |"
+                  for name, value, n in rows]  # fmt: skip
         ap_path = Path(out_dir) / "per_category_ap.md"
         ap_path.write_text("\n".join(table) + "\n")
         confusion = multiclass_confusion_matrix(
