@@ -569,9 +569,7 @@ class SceneGraphTask(Task):
         ``relation_confusion.png`` (rows: true relation, columns: predicted; row-normalised)
         and ``predicate_recall.md`` (each predicate's R@K and ngR@K in each of ``modes``,
         default all three, at the largest K up to 50)."""
-        from torchmetrics.functional.classification import (
-            multiclass_confusion_matrix,
-        )
+        from torchmetrics.functional.classification import multiclass_confusion_matrix
 
         from graphvision.viz import plot_confusion
 
