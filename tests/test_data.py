@@ -142,7 +142,9 @@ def test_unreadable_images_are_skipped_counted_and_logged(tmp_path, caplog, monk
     from graphvision.data import cache
 
     calls = []
-    monkeypatch.setattr(cache, "load_rgb", lambda *a: calls.append(a) or good)
+    monkeypatch.setattr(
+        cache, "decode_image", lambda *a, **k: calls.append(a) or (good, good.shape[1::-1])
+    )
     caplog.clear()
     with caplog.at_level(logging.WARNING):
         kept, skipped = cache.build_cache(

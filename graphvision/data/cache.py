@@ -26,7 +26,7 @@ import socket
 import struct
 import time
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -36,12 +36,12 @@ from tqdm.auto import tqdm
 
 from graphvision.data.coco import DataError, ObjectConfig, counted, object_targets
 from graphvision.data.contract import RegionGraph
-from graphvision.data.images import UnreadableImageError, load_rgb
+from graphvision.data.images import UnreadableImageError, decode_image
 from graphvision.regions import RegionConfig, image_to_regions
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 5
+CACHE_VERSION = 6  # 6: JPEGs decoded at reduced scale (decode_image)
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,9 @@ class ImageJob:
                 "v": CACHE_VERSION,
                 "path": os.path.abspath(self.path),
                 "file": [st.st_size, st.st_mtime_ns] if st else None,
-                "job": asdict(self),
+                # the fields as they are: dataclasses.asdict would deep-copy every annotation
+                # first, 5 ms per COCO image, paid again by every run's setup
+                "job": {f.name: getattr(self, f.name) for f in fields(self)},
                 "regions": regions.as_dict(),
                 "objects": asdict(objects),
             },
@@ -87,8 +89,9 @@ def build_entry(
     rgb: np.ndarray | None = None,
     notes: list[str] | None = None,
 ) -> dict:
-    """Decodes (unless ``rgb``, the decoded image, is given), resizes and segments one
-    image; builds its graph and targets.
+    """Decodes (unless ``rgb``, the decoded image at its full size, is given; a JPEG at
+    the reduced scale :func:`~graphvision.data.images.decode_image` picks for the working
+    resolution), resizes and segments one image; builds its graph and targets.
 
     When the decoded image's size differs from ``job.expected_size`` (the annotation
     file's width and height), the image's own size wins: boxes and polygons are read in its
@@ -99,9 +102,10 @@ def build_entry(
         UnreadableImageError: the image cannot be decoded.
     """
     if rgb is None:
-        rgb = load_rgb(job.path, job.expected_size)
-    notes = [] if notes is None else notes
-    size = (rgb.shape[1], rgb.shape[0])  # (width, height)
+        rgb, size = decode_image(job.path, job.expected_size, min_size=regions.size)
+    else:
+        size = (rgb.shape[1], rgb.shape[0])
+    notes = [] if notes is None else notes  # size: (width, height) the annotations refer to
     annotations = list(job.annotations)
     if job.expected_size is not None and tuple(job.expected_size) != size:
         notes.append(SIZE_MISMATCH)

@@ -1,0 +1,191 @@
+"""COCO pre-processing: reduced-scale JPEG decoding keeps the region graphs of full-size
+decoding (coco_tiny), the windowed object targets equal the whole-image ones, and under
+DDP one process per node builds the cache while the other waits and loads it."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from graphvision.data.coco import box_coverage, mask_centre
+
+
+def _photo_regions(coco_tiny):
+    """coco_tiny's val photos with their instance label maps, and the region settings of
+    ``conf/data/coco.yaml``."""
+    import os
+
+    from graphvision.bench.prepare import region_settings
+    from graphvision.bench.regions import load_benchmark_images
+    from graphvision.regions import RegionConfig
+
+    os.environ.setdefault("GRAPHVISION_COCO_TINY", str(coco_tiny))
+    images = load_benchmark_images(str(coco_tiny / "val2017"),
+                                   str(coco_tiny / "annotations/instances_val2017.json"), 80)  # fmt: skip
+    none = type("Args", (), {"size": None, "n_segments": None, "backend": None})()
+    return images, RegionConfig(**region_settings(none))
+
+
+def test_reduced_decoding_keeps_the_region_graphs_on_coco_tiny(coco_tiny):
+    """The cache's path (JPEG decoded at reduced scale, conf/data/coco.yaml's 3 SLIC
+    iterations) against the path before it (full-size decoding, 4 iterations): mean region
+    count within 5%, mean ASA (achievable segmentation accuracy against the instance
+    masks) within 0.005, on all 80 val photos."""
+    from graphvision.bench.regions import native_labels
+    from graphvision.data.images import decode_image
+    from graphvision.regions import image_to_regions
+    from graphvision.regions.quality import achievable_segmentation_accuracy
+
+    images, regions = _photo_regions(coco_tiny)
+    assert regions.max_num_iter == 3
+    before = dataclasses.replace(regions, max_num_iter=4)
+    counts, asa = {"now": [], "before": []}, {"now": [], "before": []}
+    reduced = 0
+    for name, rgb, truth in images:
+        small, full = decode_image(coco_tiny / "val2017" / name, rgb.shape[1::-1], regions.size)
+        assert full == rgb.shape[1::-1]  # the frame the annotations refer to
+        reduced += small.shape[0] < rgb.shape[0]
+        for key, image, cfg in (("now", small, regions), ("before", rgb, before)):
+            segments = image_to_regions(image, cfg)["segments"]
+            counts[key].append(segments.max() + 1)
+            asa[key].append(achievable_segmentation_accuracy(
+                native_labels((segments, rgb.shape[:2])), truth))  # fmt: skip
+    assert reduced >= 70  # nearly every photo is >= 320 px a side: decoded at half size
+    ratio = np.mean(counts["now"]) / np.mean(counts["before"])
+    assert abs(ratio - 1) <= 0.05, (np.mean(counts["now"]), np.mean(counts["before"]))
+    assert abs(np.mean(asa["now"]) - np.mean(asa["before"])) <= 0.005
+    assert np.mean(asa["now"]) > 0.9  # and the measure is a real one
+
+
+def test_decode_image_reduces_jpeg_only_as_far_as_the_working_size(tmp_path):
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "p.jpg", quality=95)
+    Image.fromarray(pixels).save(tmp_path / "p.png")
+    from graphvision.data.images import decode_image, load_rgb
+
+    for size, expected in (((160, 160), (240, 320)), ((100, 100), (120, 160)),
+                           ((60, 50), (60, 80)), ((300, 300), (480, 640))):  # fmt: skip
+        rgb, full = decode_image(tmp_path / "p.jpg", min_size=size)
+        assert rgb.shape[:2] == expected and full == (640, 480)
+    rgb, full = decode_image(tmp_path / "p.png", min_size=(160, 160))  # not a JPEG: full size
+    assert rgb.shape[:2] == (480, 640) and full == (640, 480)
+    assert np.array_equal(load_rgb(tmp_path / "p.png"), pixels)
+
+
+@pytest.mark.parametrize("shape,size", [((480, 640), (160, 160)), ((375, 500), (160, 160)),
+                                        ((140, 213), (160, 160)), ((333, 500), (224, 224))])  # fmt: skip
+def test_box_coverage_equals_pil_box_resize_of_the_whole_mask(shape, size):
+    """Oracle: PIL's BOX downsampling of the whole mask (what object_targets computed
+    before), on random blobs, scales with and without a remainder, and upsampling."""
+    rng = np.random.default_rng(sum(shape))
+    for _ in range(5):
+        mask = np.zeros(shape, np.uint8)
+        y0, x0 = rng.integers(0, shape[0] - 20), rng.integers(0, shape[1] - 20)
+        mask[y0 : y0 + rng.integers(5, 120), x0 : x0 + rng.integers(5, 120)] = 1
+        mask &= (rng.random(shape) < 0.8).astype(np.uint8)
+        whole = np.asarray(
+            Image.fromarray(mask.astype(np.float32)).resize(size[::-1], Image.BOX), np.float32
+        )
+        coverage, (wy, wx), (my, mx) = box_coverage(mask, size)
+        expected = np.zeros(size, np.float32)
+        expected[wy, wx] = coverage
+        assert np.array_equal(expected, whole)
+        ys, xs = np.nonzero(mask)
+        centre = [(xs.mean() + 0.5) / shape[1], (ys.mean() + 0.5) / shape[0]]
+        got = mask_centre(mask[my, mx], np.zeros(4), (my.start, mx.start), shape)
+        np.testing.assert_allclose(got, centre, rtol=0, atol=1e-12)
+    empty = box_coverage(np.zeros(shape, np.uint8), size)
+    assert empty[0].size == 0
+
+
+DDP_SCRIPT = '''
+import json, os, sys, time
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from graphvision.data import CocoDataModule
+
+out, root = Path(sys.argv[1]), sys.argv[2]
+
+
+class Recorded(CocoDataModule):
+    """CocoDataModule writing what each hook did, per process."""
+
+    def _record(self, hook, started):
+        rank = self.trainer.global_rank
+        event = {"hook": hook, "start": started, "end": time.time(), "pid": os.getpid(),
+                 "built": self.build_stats["images"],
+                 "sizes": {k: len(v) for k, v in self.datasets.items()}}
+        with open(out / f"rank{rank}.jsonl", "a") as f:
+            f.write(json.dumps(event) + "\\n")
+
+    def prepare_data(self):
+        started = time.time()
+        super().prepare_data()
+        self._record("prepare_data", started)
+
+    def setup(self, stage=None):
+        started = time.time()
+        super().setup(stage)
+        self._record("setup", started)
+
+
+class Touch(L.LightningModule):
+    """Reads every batch and nothing more: the test is about the data."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def training_step(self, batch, batch_idx):
+        return (self.w * batch.x.mean()).sum()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+dm = Recorded(root=root, cache_dir=str(out / "cache"), limit_images=6, batch_size=2,
+              prepare_workers=1)
+trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_steps=2, logger=False,
+                    enable_checkpointing=False, enable_progress_bar=False, limit_val_batches=0)
+trainer.fit(Touch(), datamodule=dm)
+'''
+
+
+@pytest.mark.slow
+def test_ddp_prepares_once_per_node_the_other_process_waits_and_loads(tmp_path, coco_tiny):
+    """Two CPU processes under Lightning DDP (gloo): ``prepare_data`` runs in local rank 0
+    only and builds all 12 entries (6 train, 6 val); rank 1 never pre-processes, starts
+    ``setup`` after rank 0's ``prepare_data`` has finished (Lightning's barrier) and loads
+    the same 6 + 6 entries from the cache."""
+    import json
+    import subprocess
+    import sys
+
+    script = tmp_path / "ddp_prepare.py"
+    script.write_text(DDP_SCRIPT)
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path), str(coco_tiny)],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "distributed_backend=gloo" in proc.stderr + proc.stdout
+    events = {
+        rank: [
+            json.loads(line) for line in (tmp_path / f"rank{rank}.jsonl").read_text().splitlines()
+        ]
+        for rank in (0, 1)
+    }
+    hooks = {rank: [e["hook"] for e in evs] for rank, evs in events.items()}
+    assert hooks == {0: ["prepare_data", "setup"], 1: ["setup"]}
+    (prepared, setup0), (setup1,) = events[0], events[1]
+    assert prepared["pid"] != setup1["pid"]
+    assert prepared["built"] == 12 and setup0["built"] == 12  # nothing more built in setup
+    assert setup1["built"] == 0  # the other process built nothing ...
+    assert setup1["start"] >= prepared["end"]  # ... waited for the builder ...
+    assert setup1["sizes"] == setup0["sizes"] == {"train": 6, "val": 6}  # ... and loaded all
+    assert len(list((tmp_path / "cache").rglob("*.gvc"))) == 12
