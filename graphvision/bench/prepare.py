@@ -1,12 +1,17 @@
 """``python -m graphvision.bench prepare``: pre-processing throughput of a COCO-layout root
-(coco_tiny by default) with 1 and 2 worker processes, and loading the same from the cache,
-at ``conf/data/coco.yaml``'s region settings or those given (``--size``, ``--n-segments``,
-``--backend``)."""
+(coco_tiny by default) with 1, 2 and all cores' worker processes (``--workers``), what one
+worker spends per image stage by stage (JPEG decoding at full and at reduced scale, resize,
+regions, targets, cache key, writing), the disk taken per 1,000 cached images, loading
+the same from the cache, and what these extrapolate to for COCO 2017's 118,287 training
+images; at ``conf/data/coco.yaml``'s region settings or those given (``--size``,
+``--n-segments``, ``--backend``)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +30,63 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="regions per image (default: conf/data/coco.yaml's)")  # fmt: skip
     parser.add_argument("--backend", default=None, help="skimage | opencv | grid (default: "
                         "conf/data/coco.yaml's)")  # fmt: skip
+    parser.add_argument("--workers", type=int, nargs="+", default=None,
+                        help="worker processes to time (default: 1, 2 and every core)")  # fmt: skip
+    parser.add_argument("--stage-images", type=int, default=40,
+                        help="images timed stage by stage in this process (0: none)")  # fmt: skip
+
+
+#: images in COCO 2017's training split, for the extrapolation
+COCO_TRAIN_IMAGES = 118_287
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity), else ``os.cpu_count()``."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def stage_times(jobs, regions, objects, cache_dir: Path) -> dict:
+    """Milliseconds per image of each pre-processing stage, one image after another in
+    this process (median over the images): decoding at full size (what the cache did
+    before it decoded JPEGs at reduced scale) and at reduced scale, the resize to the
+    working resolution, regions (SLIC and the graph), object targets, the cache key, and
+    encoding and writing the entry."""
+    import numpy as np
+    import torch
+
+    from graphvision.data.cache import entry_path, save_entry
+    from graphvision.data.coco import object_targets
+    from graphvision.data.images import decode_image
+    from graphvision.regions.graph import region_graph
+    from graphvision.regions.superpixels import resize_image, slic_superpixels
+
+    times: dict[str, list[float]] = {}
+
+    def timed(name, fn, *args):
+        started = time.perf_counter()
+        value = fn(*args)
+        times.setdefault(name, []).append(1000 * (time.perf_counter() - started))
+        return value
+
+    for job in jobs:
+        timed("decode_full_size", decode_image, job.path, job.expected_size)
+        rgb, size = timed("decode_reduced", decode_image, job.path, job.expected_size, regions.size)
+        image = timed("resize", resize_image, rgb, regions.size)
+        graph = timed("regions", lambda im: region_graph(im, slic_superpixels(im, regions)), image)
+        index = {cid: i for i, cid in enumerate(job.category_ids)}
+        targets = timed("targets", object_targets, list(job.annotations), *size, index,
+                        graph["segments"], objects)  # fmt: skip
+        key = timed("cache_key", job.key, regions, objects)
+        entry = {
+            k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in {**graph, **targets}.items()
+        }
+        timed("write", save_entry, entry, entry_path(cache_dir, key))
+    out = {name: round(statistics.median(ms), 2) for name, ms in times.items()}
+    out["total_reduced"] = round(sum(v for k, v in out.items() if k != "decode_full_size"), 2)
+    return out
 
 
 def region_settings(args) -> dict:
@@ -39,24 +101,22 @@ def region_settings(args) -> dict:
 
 
 def run(args) -> dict:
-    """Images per second building the cache with 1 and 2 workers (each into an empty
-    cache), loading every entry back, and the ratios between them."""
+    """Images per second building the cache with each number of workers (each into an
+    empty cache), the stages of one worker, the disk per 1,000 entries, loading every entry
+    back, and the extrapolation to COCO 2017's training split."""
     from graphvision.data import CocoDataModule
 
     root = coco_root(args.root)
     regions = region_settings(args)
-    log.info("prepare: %s, regions %s", root, regions)
-    out: dict = {"regions": regions}
+    cores = available_cores()
+    workers_list = sorted(set(args.workers or [1, 2, cores]))
+    log.info("prepare: %s, regions %s, workers %s", root, regions, workers_list)
+    out: dict = {"regions": regions, "cores": cores, "workers": workers_list}
     with tempfile.TemporaryDirectory() as tmp:
-        for workers in (1, 2):
-            dm = CocoDataModule(
-                root=str(root),
-                cache_dir=str(Path(tmp) / f"cache{workers}"),
-                prepare_workers=workers,
-                regions=regions,
-                in_memory=False,
-                limit_images=args.limit,
-            )
+        for workers in workers_list:
+            cache = Path(tmp) / f"cache{workers}"
+            dm = CocoDataModule(root=str(root), cache_dir=str(cache), prepare_workers=workers,
+                                regions=regions, in_memory=False, limit_images=args.limit)  # fmt: skip
             images = sum(len(dm.split_jobs(split)) for split in dm.splits)
             t0 = time.perf_counter()
             dm.prepare_data()
@@ -65,7 +125,12 @@ def run(args) -> dict:
                 "images": images,
                 "seconds": round(seconds, 2),
                 "images_per_s": round(images / seconds, 2),
+                "images_per_s_per_worker": round(images / seconds / workers, 2),
             }
+        entries = list(cache.glob("**/*.gvc"))
+        out["disk_mb_per_1000_images"] = round(
+            sum(e.stat().st_size for e in entries) / len(entries) * 1000 / 2**20, 1
+        )
         dm.setup("fit")
         loaded, nodes, t0 = 0, 0, time.perf_counter()
         for split in dm.splits:
@@ -79,18 +144,47 @@ def run(args) -> dict:
             "images_per_s": round(loaded / seconds, 1),
         }
         out["regions_per_image"] = round(nodes / loaded, 2)
-    b1, b2 = out["build_1_workers"]["images_per_s"], out["build_2_workers"]["images_per_s"]
-    out["ratio_2_vs_1_workers"] = round(b2 / b1, 2)
+        if args.stage_images:
+            jobs = [j for split in dm.splits for j in dm.split_jobs(split)][: args.stage_images]
+            stage_dir = Path(tmp) / "stages"
+            stage_dir.mkdir()
+            out["stage_ms_per_image"] = stage_times(jobs, dm.regions, dm.objects, stage_dir)
+    b1 = out["build_1_workers"]["images_per_s"]
+    for workers in workers_list[1:]:
+        out[f"ratio_{workers}_vs_1_workers"] = round(
+            out[f"build_{workers}_workers"]["images_per_s"] / b1, 2
+        )
     out["ratio_cache_vs_build_1_worker"] = round(out["load_from_cache"]["images_per_s"] / b1, 1)
+    most = max(workers_list)
+    out["coco_train2017"] = {
+        "images": COCO_TRAIN_IMAGES,
+        "hours_1_worker": round(COCO_TRAIN_IMAGES / b1 / 3600, 2),
+        f"hours_{most}_workers": round(
+            COCO_TRAIN_IMAGES / out[f"build_{most}_workers"]["images_per_s"] / 3600, 2
+        ),
+        "disk_gb": round(out["disk_mb_per_1000_images"] * COCO_TRAIN_IMAGES / 1000 / 1024, 1),
+    }
     return out
 
 
 def summary(result: dict) -> str:
-    b1 = result["build_1_workers"]["images_per_s"]
-    b2 = result["build_2_workers"]["images_per_s"]
     cache = result["load_from_cache"]["images_per_s"]
-    return (
-        f"\nprepare ({result['regions_per_image']} regions/img): build 1 worker {b1} img/s, 2 workers {b2} img/s "
-        f"({result['ratio_2_vs_1_workers']}x); load from cache {cache} img/s "
-        f"({result['ratio_cache_vs_build_1_worker']}x building with 1 worker)"
-    )
+    lines = [f"\nprepare ({result['regions_per_image']} regions/img, {result['cores']} cores):"]
+    for workers in result["workers"]:
+        build = result[f"build_{workers}_workers"]
+        ratio = f" ({result[f'ratio_{workers}_vs_1_workers']}x 1 worker)" if workers > 1 else ""
+        lines.append(f"  {workers} worker(s): {build['images_per_s']} img/s, "
+                     f"{build['images_per_s_per_worker']} img/s per worker{ratio}")  # fmt: skip
+    lines.append(f"  load from cache {cache} img/s ({result['ratio_cache_vs_build_1_worker']}x "
+                 f"building with 1 worker); {result['disk_mb_per_1000_images']} MB per 1,000 "
+                 "cached images")  # fmt: skip
+    if "stage_ms_per_image" in result:
+        stages = result["stage_ms_per_image"]
+        lines.append(
+            "  one worker, ms per image: " + ", ".join(f"{k} {v}" for k, v in stages.items())
+        )
+    coco = result["coco_train2017"]
+    most = max(result["workers"])
+    lines.append(f"  COCO train2017 ({coco['images']:,} images): {coco['hours_1_worker']} h with 1 "
+                 f"worker, {coco[f'hours_{most}_workers']} h with {most}; {coco['disk_gb']} GB")  # fmt: skip
+    return "\n".join(lines)

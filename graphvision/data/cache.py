@@ -302,7 +302,14 @@ FAILED = "pre-processing failed"
 
 
 def _init_worker() -> None:
+    """One thread per worker process, for torch and for NumPy's BLAS (a worker per core is
+    the parallelism; BLAS threads on top of it crowd the cores)."""
     torch.set_num_threads(1)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # not installed: BLAS keeps its default
+        return
+    threadpool_limits(1)
 
 
 def _run_jobs(todo: list, workers: int, desc: str) -> dict[str, str]:
