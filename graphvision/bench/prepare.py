@@ -48,6 +48,16 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process and of its children that have ended."""
+    import resource
+
+    own, children = (
+        resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def stage_times(jobs, regions, objects, cache_dir: Path) -> dict:
     """Milliseconds per image of each pre-processing stage, one image after another in
     this process (median over the images): decoding at full size (what the cache did
@@ -118,14 +128,17 @@ def run(args) -> dict:
             dm = CocoDataModule(root=str(root), cache_dir=str(cache), prepare_workers=workers,
                                 regions=regions, in_memory=False, limit_images=args.limit)  # fmt: skip
             images = sum(len(dm.split_jobs(split)) for split in dm.splits)
-            t0 = time.perf_counter()
+            cpu0, t0 = cpu_seconds(), time.perf_counter()
             dm.prepare_data()
-            seconds = time.perf_counter() - t0
+            seconds, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
             out[f"build_{workers}_workers"] = {
                 "images": images,
                 "seconds": round(seconds, 2),
                 "images_per_s": round(images / seconds, 2),
                 "images_per_s_per_worker": round(images / seconds / workers, 2),
+                # CPU time of this process and its finished workers: what an image costs,
+                # whatever else the machine runs (a shared machine's wall time varies 2x)
+                "cpu_ms_per_image": round(1000 * cpu / images, 2),
             }
         entries = list(cache.glob("**/*.gvc"))
         out["disk_mb_per_1000_images"] = round(
@@ -174,7 +187,8 @@ def summary(result: dict) -> str:
         build = result[f"build_{workers}_workers"]
         ratio = f" ({result[f'ratio_{workers}_vs_1_workers']}x 1 worker)" if workers > 1 else ""
         lines.append(f"  {workers} worker(s): {build['images_per_s']} img/s, "
-                     f"{build['images_per_s_per_worker']} img/s per worker{ratio}")  # fmt: skip
+                     f"{build['images_per_s_per_worker']} img/s per worker{ratio}, "
+                     f"{build['cpu_ms_per_image']} CPU ms per image")  # fmt: skip
     lines.append(f"  load from cache {cache} img/s ({result['ratio_cache_vs_build_1_worker']}x "
                  f"building with 1 worker); {result['disk_mb_per_1000_images']} MB per 1,000 "
                  "cached images")  # fmt: skip
