@@ -15,7 +15,7 @@ from pathlib import Path
 
 import hydra
 import lightning as L
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from graphvision.checkpoint import load_module
 from graphvision.utils import (
@@ -34,7 +34,12 @@ log = logging.getLogger(__name__)
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True)
     model = load_module(cfg.ckpt_path)
-    data_cfg = cfg.get("data") or model.hparams.get("data_config")
+    given, saved = cfg.get("data"), model.hparams.get("data_config")
+    if given is not None and "_target_" not in given and saved:
+        # loader settings alone (trainer=gpu's, data.num_workers=...) go over the checkpoint's
+        data_cfg = OmegaConf.merge(saved, given)
+    else:
+        data_cfg = given or saved
     if not data_cfg:
         raise ValueError(
             f"{cfg.ckpt_path} does not record its data config: pass data=... on the command line"

@@ -50,7 +50,8 @@ def test_bench_regions_json(tmp_path, coco_tiny, monkeypatch):
 def test_bench_prepare_json(tmp_path, coco_tiny):
     out = tmp_path / "prepare.json"
     result = bench.main(["prepare", "--out", str(out), "--root", str(coco_tiny), "--limit", "6",
-                         "--size", "96", "96", "--n-segments", "36", "--backend", "grid"])  # fmt: skip
+                         "--size", "96", "96", "--n-segments", "36", "--backend", "grid",
+                         "--workers", "2", "1", "--stage-images", "3"])  # fmt: skip
     assert json.loads(out.read_text()) == result
     assert result["regions"]["size"] == [96, 96] and result["regions"]["compactness"] == 10.0
     assert result["regions_per_image"] == 36.0  # a 6x6 grid on every image
@@ -66,6 +67,18 @@ def test_bench_prepare_json(tmp_path, coco_tiny):
     )
     assert result["ratio_cache_vs_build_1_worker"] == round(
         result["load_from_cache"]["images_per_s"] / b1, 1
+    )
+    assert result["workers"] == [1, 2] and result["build_2_workers"]["cpu_ms_per_image"] > 0
+    stages = result["stage_ms_per_image"]
+    parts = ("decode_reduced", "resize", "regions", "targets", "cache_key", "write")
+    assert stages["total_reduced"] == pytest.approx(sum(stages[k] for k in parts), abs=0.03)
+    assert stages["decode_full_size"] > 0
+    # a 96x96 grid entry: the image (27.6 kB) and its masks and graph, well under 1 MB
+    assert 27 < result["disk_mb_per_1000_images"] < 1000
+    coco = result["coco_train2017"]
+    assert coco["hours_1_worker"] == pytest.approx(118_287 / b1 / 3600, rel=0.01, abs=0.01)
+    assert coco["disk_gb"] == pytest.approx(
+        result["disk_mb_per_1000_images"] * 118.287 / 1024, abs=0.06
     )
 
 
@@ -105,6 +118,51 @@ def test_bench_train_json(tmp_path, monkeypatch):
     x = np.log([s["regions_per_image"] for s in scaling])
     y = np.log([s["ms_per_image"] for s in scaling])
     assert result["growth_exponent"] == pytest.approx((y[1] - y[0]) / (x[1] - x[0]), abs=2e-3)
+    assert (result["device"], result["precision"], result["compile"]) == ("cpu", "32", False)
+    assert d["full_step_peak_memory_mb"] is None  # measured on CUDA only
+
+
+@pytest.mark.slow
+def test_bench_train_bf16_and_compiled_backbone(tmp_path, monkeypatch):
+    """--precision bf16-mixed runs the forward under bf16 autocast (the backbone's feature
+    maps come out in bf16), --compile compiles the CNN trunk; both on this CPU, at the COCO
+    working resolution, without scaling rows."""
+    monkeypatch.chdir(tmp_path)
+    import torch
+
+    from graphvision.bench import train as bench_train
+
+    seen = []
+    original = bench_train.backbone_step_of
+
+    def spy(module, batch, device="cpu", precision="32"):
+        with bench_train.precision_context(device, precision)():
+            seen.append(module.net.features.feature_maps(batch.image[:1])[0].dtype)
+        seen.append(type(module.net.features.body).__name__)
+        return original(module, batch, device, precision)
+
+    monkeypatch.setattr(bench_train, "backbone_step_of", spy)
+    result = bench.main(["train", "--out", str(tmp_path / "t.json"), "--batch-size", "2",
+                         "--repeats", "1", "--regions", "--precision", "bf16-mixed", "--compile",
+                         "--override", "data.regions.size=[160,160]"])  # fmt: skip
+    assert (result["precision"], result["compile"], result["image_size"]) == (
+        "bf16-mixed",
+        True,
+        [160, 160],
+    )
+    assert seen == [torch.bfloat16, "OptimizedModule"]
+    assert result["scaling"] == [] and "growth_exponent" not in result
+    assert result["default"]["full_step_images_per_s"] > 0
+
+
+def test_bench_cuda_without_a_gpu_is_a_clear_error(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for command in ("train", "loader"):
+        with pytest.raises(SystemExit, match="--device cuda: torch sees no CUDA device"):
+            bench.main([command, "--out", str(tmp_path / "x.json"), "--device", "cuda"])
+    assert not (tmp_path / "x.json").exists()
 
 
 @pytest.mark.slow
@@ -112,9 +170,11 @@ def test_bench_loader_json(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "loader.json"
     result = bench.main(["loader", "--out", str(out), "--images", "8", "--batch-size", "4",
-                         "--workers", "0", "2", "--epochs", "1", "--repeats", "1"])  # fmt: skip
+                         "--workers", "0", "2", "4", "--epochs", "1", "--repeats", "1",
+                         "--pin-memory", "--no-persistent-workers"])  # fmt: skip
     assert json.loads(out.read_text()) == result and result["augment"] is True
-    assert set(result["loader_images_per_s"]) == {"0", "2"}
+    assert result["pin_memory"] is True and result["persistent_workers"] is False
+    assert set(result["loader_images_per_s"]) == {"0", "2", "4"}
     for workers, rate in result["loader_images_per_s"].items():
         assert rate > 0
         ratio = result["loader_over_step"][workers]

@@ -339,3 +339,50 @@ def test_a_new_task_is_a_module_and_a_config(tmp_path, monkeypatch):
     metrics = train(cfg)
     assert set(metrics) == {"val/loss", "val/loss_scene", "val/scene_map"}
     assert metrics["val/loss"] == metrics["val/loss_scene"]  # its weight is 1
+
+
+def test_trainer_gpu_feeds_the_device_and_cpu_defaults_stay(tmp_path):
+    """trainer=gpu: loader workers from the cores (``auto``), page-locked batches,
+    persistent workers, bf16; every data config without it: no workers, no pinning."""
+    from graphvision.data.datamodule import auto_workers, available_cores
+
+    for data in options("data"):
+        cpu = compose_cfg(overrides=[f"data={data}"], tmp=tmp_path)
+        assert (cpu.data.num_workers, cpu.data.pin_memory) == (0, False), data
+        assert cpu.trainer.accelerator == "cpu" and "precision" not in cpu.trainer
+        gpu = compose_cfg(overrides=[f"data={data}", "trainer=gpu"], tmp=tmp_path)
+        assert gpu.data.num_workers == "auto" and gpu.data.pin_memory is True
+        assert gpu.data.persistent_workers is True and gpu.trainer.precision == "bf16-mixed"
+        assert gpu.data._target_ == cpu.data._target_  # the rest of the data config kept
+    dm = hydra.utils.instantiate(
+        compose_cfg(
+            overrides=["trainer=gpu", "data.num_train=4", "data.num_val=2"], tmp=tmp_path
+        ).data
+    )
+    assert dm.num_workers == auto_workers(available_cores()) >= 1
+    dm.prepare_data()
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    assert loader.pin_memory and loader.persistent_workers
+    assert loader.num_workers == dm.num_workers
+
+
+@pytest.mark.parametrize(
+    "cores, processes, workers",
+    [(2, 1, 1), (1, 1, 1), (16, 1, 15), (64, 1, 16), (64, 8, 7), (128, 8, 15), (8, 8, 1)],
+)
+def test_auto_workers(cores, processes, workers):
+    from graphvision.data.datamodule import auto_workers
+
+    assert auto_workers(cores, processes) == workers
+
+
+def test_num_workers_must_be_a_count_or_auto():
+    from graphvision.data import SyntheticDataModule
+
+    with pytest.raises(
+        ValueError, match=r'data.num_workers=-1: must be an integer >= 0, or "auto"'
+    ):
+        SyntheticDataModule(num_workers=-1)
+    with pytest.raises(ValueError, match=r"data.num_workers='many'"):
+        SyntheticDataModule(num_workers="many")

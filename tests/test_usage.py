@@ -343,6 +343,23 @@ def test_eval_writes_breakdowns(trained, tmp_path):
     assert len(recall) == 2 + 6 and "sgdet ngR@50" in recall[0]
 
 
+def test_eval_with_loader_settings_only_keeps_the_checkpoints_data(trained, tmp_path):
+    """trainer=gpu brings loader settings (data.num_workers=auto, pin_memory, ...) and no
+    data config: eval puts them over the checkpoint's data config (here on the CPU)."""
+    run_module(
+        "graphvision.eval",
+        f"ckpt_path={trained / 'run/checkpoints/last.ckpt'}",
+        "trainer=gpu",
+        "trainer.accelerator=cpu",
+        "trainer.precision=32",
+        "mode=predcls",
+        f"hydra.run.dir={tmp_path}",
+        cwd=ROOT,
+    )
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert 0 <= metrics["val/scene_map"] <= 1 and "val/predcls_R@50" in metrics
+
+
 def test_eval_in_one_mode(trained, tmp_path):
     """mode=sgdet writes sgdet's metrics and not the other modes' recalls; grouping=class
     evaluates the untrained baseline grouping on the same checkpoint."""

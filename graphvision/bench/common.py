@@ -33,6 +33,17 @@ def coco_root(given: str | None) -> Path:
     return root
 
 
+def require_device(device: str) -> None:
+    """A clear error, before any work, when ``--device cuda`` is asked for and absent."""
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise BenchmarkInputError(
+            "--device cuda: torch sees no CUDA device (torch.cuda.is_available() is False); "
+            "run on a machine with a GPU and a CUDA build of torch, or use --device cpu"
+        )
+
+
 def median_ms(seconds: list[float]) -> float:
     return 1000.0 * statistics.median(seconds)
 

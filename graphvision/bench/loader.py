@@ -1,7 +1,10 @@
 """``python -m graphvision.bench loader``: images per second that the training DataLoader
 delivers as batched PyG graphs (from the cache on disk, with the configured augmentation,
-``num_workers`` 0, 2, ...) beside the training step's images per second on one of its
-batches, measured in the same run: ``loader / step`` above 1 means the loader keeps up."""
+``num_workers`` 0, 2, 4, ... as ``--workers`` lists them, page-locked with
+``--pin-memory``, workers kept between epochs unless ``--no-persistent-workers``; with
+``--device cuda`` each batch is also copied to the GPU) beside the training step's images
+per second on one of its batches on ``--device`` in ``--precision``, measured in the same
+run: ``loader / step`` above 1 means the loader keeps that device fed."""
 
 from __future__ import annotations
 
@@ -11,14 +14,22 @@ import tempfile
 import time
 from pathlib import Path
 
-from graphvision.bench.common import time_steps
-from graphvision.bench.train import full_step_of
+from graphvision.bench.common import require_device, time_steps
+from graphvision.bench.train import full_step_of, on_device
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--images", type=int, default=256, help="training images in the loader")
-    parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 2],
+                        help="loader workers to time, e.g. 0 2 4 8 16 (default 0 2)")  # fmt: skip
+    parser.add_argument("--pin-memory", action="store_true", help="page-locked batches")
+    parser.add_argument("--persistent-workers", action=argparse.BooleanOptionalAction,
+                        default=True, help="keep workers between epochs (default: yes)")  # fmt: skip
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                        help="where the step runs and (cuda) where batches are copied")  # fmt: skip
+    parser.add_argument("--precision", choices=["32", "bf16-mixed"], default="32")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the backbone")
     parser.add_argument("--epochs", type=int, default=2, help="timed passes over the loader")
     parser.add_argument("--repeats", type=int, default=5, help="timed training steps")
     parser.add_argument(
@@ -40,20 +51,30 @@ def _compose(data_dir: Path, args, workers: int):
         return compose("train", overrides=[
             f"paths.data_dir={data_dir}", "paths.output_dir=.", f"data.num_train={args.images}",
             "data.num_val=1", f"data.batch_size={args.batch_size}", f"data.num_workers={workers}",
+            f"data.pin_memory={args.pin_memory}", f"data.persistent_workers={args.persistent_workers}",
             "data.prepare_workers=2", *args.override,
         ])  # fmt: skip
 
 
-def loader_images_per_s(dm, epochs: int) -> float:
-    """Images per second over ``epochs`` passes of ``dm``'s training loader, after one pass
-    that starts its workers and fills their memory."""
+def loader_images_per_s(dm, epochs: int, device: str = "cpu") -> float:
+    """Images per second over ``epochs`` passes of ``dm``'s training loader (each batch
+    copied to ``device`` when it is a GPU), after one pass that starts its workers and
+    fills their memory."""
+    import torch
+
     loader = dm.train_dataloader()
-    for _ in loader:  # warm-up: workers started, entries read once
-        pass
+
+    def take(batch):
+        return batch.to(device, non_blocking=True) if device != "cpu" else batch
+
+    for batch in loader:  # warm-up: workers started, entries read once
+        take(batch)
     count, started = 0, time.perf_counter()
     for _ in range(epochs):
         for batch in loader:
-            count += batch.num_graphs
+            count += take(batch).num_graphs
+    if device == "cuda":
+        torch.cuda.synchronize()
     return count / (time.perf_counter() - started)
 
 
@@ -61,7 +82,10 @@ def run(args) -> dict:
     from hydra.utils import instantiate
     from torch_geometric.data import Batch
 
-    out: dict = {"batch_size": args.batch_size, "images": args.images, "overrides": args.override}
+    require_device(args.device)
+    out: dict = {"batch_size": args.batch_size, "images": args.images, "overrides": args.override,
+                 "pin_memory": args.pin_memory, "persistent_workers": args.persistent_workers,
+                 "device": args.device, "precision": args.precision}  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         loaders = {}
         for workers in args.workers:
@@ -70,11 +94,13 @@ def run(args) -> dict:
             dm.prepare_data()
             dm.setup("fit")
             out["augment"] = dm.augment is not None
-            loaders[str(workers)] = loader_images_per_s(dm, args.epochs)
+            loaders[str(workers)] = loader_images_per_s(dm, args.epochs, args.device)
         module = instantiate(cfg.model, info=dm.info)
         graphs = [dm.datasets["train"][i] for i in range(args.batch_size)]
         batch = Batch.from_data_list(graphs, follow_batch=list(module.net.task.follow_batch))
-        step = statistics.median(time_steps(full_step_of(module, batch), repeats=args.repeats)[0])
+        module, batch = on_device(module, batch, args)
+        step_fn = full_step_of(module, batch, args.device, args.precision)
+        step = statistics.median(time_steps(step_fn, repeats=args.repeats)[0])
     step_rate = args.batch_size / step
     # 4 significant digits, so that the ratios follow from the rates as reported even when a
     # busy machine makes the step slow (1.45 img/s, not 1.5)
@@ -86,8 +112,10 @@ def run(args) -> dict:
 
 def summary(result: dict) -> str:
     lines = [
-        f"\nloader (augment={result['augment']}, batch {result['batch_size']}) beside the "
-        f"training step: {result['step_images_per_s']} img/s"
+        f"\nloader (augment={result['augment']}, batch {result['batch_size']}, pin_memory="
+        f"{result['pin_memory']}, persistent_workers={result['persistent_workers']}) beside the "
+        f"training step on {result['device']} ({result['precision']}): "
+        f"{result['step_images_per_s']} img/s"
     ]
     lines += [
         f"  num_workers={w:>2}: {r} img/s = {result['loader_over_step'][w]:.2f}x the step"

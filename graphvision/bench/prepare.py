@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import statistics
 import tempfile
 import time
@@ -38,14 +37,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 #: images in COCO 2017's training split, for the extrapolation
 COCO_TRAIN_IMAGES = 118_287
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on (its affinity), else ``os.cpu_count()``."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def cpu_seconds() -> float:
@@ -115,6 +106,7 @@ def run(args) -> dict:
     empty cache), the stages of one worker, the disk per 1,000 entries, loading every entry
     back, and the extrapolation to COCO 2017's training split."""
     from graphvision.data import CocoDataModule
+    from graphvision.data.datamodule import available_cores
 
     root = coco_root(args.root)
     regions = region_settings(args)

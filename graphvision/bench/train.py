@@ -1,23 +1,34 @@
 """``python -m graphvision.bench train``: the full training step of the default model (or
 one changed by ``--override``) against the backbone alone on the same batch, and how the
-step's time grows with the number of regions per image."""
+step's time grows with the number of regions per image; on the CPU or a CUDA device
+(``--device``), in float32 or bf16 autocast (``--precision bf16-mixed``), with the backbone
+compiled by ``torch.compile`` or not (``--compile``)."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 
-from graphvision.bench.common import time_steps
+from graphvision.bench.common import require_device, time_steps
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=10, help="timed steps of each kind")
-    parser.add_argument("--regions", type=int, nargs="+", default=[100, 200, 400, 800, 1600])
+    parser.add_argument("--regions", type=int, nargs="*", default=[100, 200, 400, 800, 1600],
+                        help="n_segments of the scaling rows (none: no scaling rows)")  # fmt: skip
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--precision", choices=["32", "bf16-mixed"], default="32",
+                        help="bf16-mixed: forward and losses under bf16 autocast, as "
+                        "trainer.precision=bf16-mixed runs them")  # fmt: skip
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the backbone (the CNN trunk) for both steps")  # fmt: skip
     parser.add_argument(
         "--override",
         action="append",
@@ -45,7 +56,7 @@ def module_and_batch(
             overrides=[
                 f"paths.data_dir={data_dir}",
                 "paths.output_dir=.",
-                "data.num_train=32",
+                f"data.num_train={max(32, batch_size)}",
                 "data.num_val=1",
                 f"data.regions.n_segments={n_segments}",
                 f"data.batch_size={batch_size}",
@@ -62,49 +73,111 @@ def module_and_batch(
     return module, batch
 
 
-def full_step_of(module, batch):
-    """One training step as a function: forward, the weighted losses, backward and the
-    fused AdamW step that ``configure_optimizers`` gives a CPU run."""
+def precision_context(device: str, precision: str = "32"):
+    """What wraps the forward pass: bf16 autocast for ``bf16-mixed``, nothing for ``32``."""
+    import torch
+
+    if precision == "bf16-mixed":
+        return lambda: torch.autocast(device_type=device, dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+def _synced(step, device: str):
+    """``step`` followed by waiting for the device, so that a timer sees its whole cost."""
+    import torch
+
+    if device != "cuda":
+        return step
+
+    def synced() -> None:
+        step()
+        torch.cuda.synchronize()
+
+    return synced
+
+
+def full_step_of(module, batch, device: str = "cpu", precision: str = "32"):
+    """One training step as a function: forward and the weighted losses (under
+    ``precision``), backward and the fused AdamW step that ``configure_optimizers`` gives
+    a float32 run."""
     module.train()
     opt = module.make_optimizer(fused=True)
+    autocast = precision_context(device, precision)
 
     def full_step() -> None:
         opt.zero_grad(set_to_none=True)
-        module.weighted_loss(module.losses(module(batch), batch)).backward()
+        with autocast():
+            loss = module.weighted_loss(module.losses(module(batch), batch))
+        loss.backward()
         opt.step()
 
-    return full_step
+    return _synced(full_step, device)
 
 
-def backbone_step_of(module, batch):
-    """The backbone alone on the same images: forward, backward, fused AdamW."""
+def backbone_step_of(module, batch, device: str = "cpu", precision: str = "32"):
+    """The backbone alone on the same images: forward (under ``precision``), backward,
+    fused AdamW."""
     import torch
 
     backbone = module.net.features
     opt = torch.optim.AdamW(backbone.parameters(), lr=1e-4, fused=True)
+    autocast = precision_context(device, precision)
 
     def backbone_step() -> None:
         opt.zero_grad(set_to_none=True)
-        sum(m.mean() for m in backbone.feature_maps(batch.image)).backward()
+        with autocast():
+            loss = sum(m.float().mean() for m in backbone.feature_maps(batch.image))
+        loss.backward()
         opt.step()
 
-    return backbone_step
+    return _synced(backbone_step, device)
+
+
+def on_device(module, batch, args):
+    """``module`` and ``batch`` on ``args.device``, the backbone compiled with ``--compile``;
+    a clear error when CUDA is asked for and absent."""
+    import torch
+
+    require_device(args.device)
+    module, batch = module.to(args.device), batch.to(args.device)
+    if args.compile:
+        module.net.features.body = torch.compile(module.net.features.body)
+    return module, batch
+
+
+def peak_memory_mb(step, device: str) -> float | None:
+    """Peak device memory of one ``step`` in MiB (CUDA; None on the CPU)."""
+    import torch
+
+    if device != "cuda":
+        return None
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    step()
+    return round(torch.cuda.max_memory_allocated() / 2**20, 1)
 
 
 def run(args) -> dict:
     """Images per second of the full and the backbone step (their ratio, and its range
     pair by pair), then ms per image at every ``--regions`` count and the fitted exponent
     of time against regions."""
-    out: dict = {"batch_size": args.batch_size, "overrides": args.override}
+    require_device(args.device)
+    out: dict = {"batch_size": args.batch_size, "overrides": args.override,
+                 "device": args.device, "precision": args.precision, "compile": args.compile}  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         module, batch = module_and_batch(100, args.batch_size, Path(tmp) / "d100", args.override)
+        module, batch = on_device(module, batch, args)
         out["model"] = {
             "gnn": module.hparams.gnn.get("layer"),
             "sequence": module.hparams.sequence["_target_"].rsplit(".", 1)[-1],
         }
-        fulls, bbs = time_steps(
-            full_step_of(module, batch), backbone_step_of(module, batch), repeats=args.repeats
-        )
+        out["image_size"] = list(batch.image.shape[-2:])
+        full_step = full_step_of(module, batch, args.device, args.precision)
+        backbone_step = backbone_step_of(module, batch, args.device, args.precision)
+        started = time.perf_counter()
+        full_step()  # the first step: compiling, allocating
+        out["first_step_seconds"] = round(time.perf_counter() - started, 2)
+        fulls, bbs = time_steps(full_step, backbone_step, repeats=args.repeats)
         full, bb = statistics.median(fulls), statistics.median(bbs)
         pairs = sorted(
             f / b for f, b in zip(fulls, bbs)
@@ -116,13 +189,15 @@ def run(args) -> dict:
             "backbone_step_images_per_s": round(n / bb, 1),
             "full_over_backbone_time": round(full / bb, 3),
             "pair_ratio_min_max": [round(pairs[0], 3), round(pairs[-1], 3)],
+            "full_step_peak_memory_mb": peak_memory_mb(full_step, args.device),
+            "backbone_step_peak_memory_mb": peak_memory_mb(backbone_step, args.device),
         }
         scaling = []
         for k in args.regions:
             module, batch = module_and_batch(k, args.batch_size, Path(tmp) / f"d{k}", args.override)
-            seconds = statistics.median(
-                time_steps(full_step_of(module, batch), repeats=args.repeats)[0]
-            )
+            module, batch = on_device(module, batch, args)
+            step = full_step_of(module, batch, args.device, args.precision)
+            seconds = statistics.median(time_steps(step, repeats=args.repeats)[0])
             scaling.append(
                 {
                     "n_segments": k,
@@ -130,29 +205,37 @@ def run(args) -> dict:
                     "ms_per_image": round(1000 * seconds / batch.num_graphs, 2),
                 }
             )
-        x = np.log([s["regions_per_image"] for s in scaling])
-        y = np.log([s["ms_per_image"] for s in scaling])
         out["scaling"] = scaling
-        out["growth_exponent"] = round(float(np.polyfit(x, y, 1)[0]), 3)
+        if len(scaling) >= 2:
+            x = np.log([s["regions_per_image"] for s in scaling])
+            y = np.log([s["ms_per_image"] for s in scaling])
+            out["growth_exponent"] = round(float(np.polyfit(x, y, 1)[0]), 3)
     return out
 
 
 def summary(result: dict) -> str:
     d, scaling = result["default"], result["scaling"]
+    size = "x".join(str(v) for v in result["image_size"])
     lines = [
-        f"\ntrain step, {result['model']}, batch {result['batch_size']}, "
-        f"{d['regions_per_image']} regions/img: full {d['full_step_images_per_s']} img/s, "
-        f"backbone alone {d['backbone_step_images_per_s']} img/s -> full/backbone time "
-        f"{d['full_over_backbone_time']:.3f}x (pair by pair {d['pair_ratio_min_max'][0]:.3f}-"
-        f"{d['pair_ratio_min_max'][1]:.3f}x)"
+        f"\ntrain step on {result['device']} ({result['precision']}"
+        f"{', backbone compiled' if result['compile'] else ''}), {result['model']}, batch "
+        f"{result['batch_size']} at {size}, {d['regions_per_image']} regions/img: full "
+        f"{d['full_step_images_per_s']} img/s, backbone alone {d['backbone_step_images_per_s']} "
+        f"img/s -> full/backbone time {d['full_over_backbone_time']:.3f}x (pair by pair "
+        f"{d['pair_ratio_min_max'][0]:.3f}-{d['pair_ratio_min_max'][1]:.3f}x); first step "
+        f"{result['first_step_seconds']} s"
     ]
+    if d["full_step_peak_memory_mb"] is not None:
+        lines.append(f"  peak memory: full step {d['full_step_peak_memory_mb']} MiB, backbone "
+                     f"alone {d['backbone_step_peak_memory_mb']} MiB")  # fmt: skip
     lines += [
         f"  n_segments={s['n_segments']:>5}: {s['regions_per_image']:>7.1f} regions/img, "
         f"{s['ms_per_image']:.2f} ms/img"
         for s in scaling
     ]
-    lines.append(
-        f"time per image grows as regions^{result['growth_exponent']:.3f} from "
-        f"{scaling[0]['regions_per_image']:.0f} to {scaling[-1]['regions_per_image']:.0f} regions"
-    )
+    if "growth_exponent" in result:
+        lines.append(
+            f"time per image grows as regions^{result['growth_exponent']:.3f} from "
+            f"{scaling[0]['regions_per_image']:.0f} to {scaling[-1]['regions_per_image']:.0f} regions"
+        )
     return "\n".join(lines)

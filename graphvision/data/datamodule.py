@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from pathlib import Path
 
 import lightning as L
@@ -134,6 +135,20 @@ def empty_split_message(name: str, split: str, tried: int, skipped: list[tuple[s
     )
 
 
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask), else ``os.cpu_count()``."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def auto_workers(cores: int, processes: int = 1) -> int:
+    """``data.num_workers=auto``: the cores of a node shared among its ``processes`` (DDP:
+    one per device), less one each for the process itself; at least 1, at most 16."""
+    return max(1, min(16, cores // max(processes, 1) - 1))
+
+
 class RegionGraphDataModule(L.LightningDataModule):
     """Shared machinery: jobs per split -> cache -> datasets -> PyG loaders.
 
@@ -142,7 +157,13 @@ class RegionGraphDataModule(L.LightningDataModule):
         regions: :class:`~graphvision.regions.RegionConfig` fields.
         objects: :class:`~graphvision.data.coco.ObjectConfig` fields.
         batch_size: graphs per batch (default 32).
-        num_workers: DataLoader workers (default 0).
+        num_workers: DataLoader workers (default 0), or ``"auto"``: one per core this
+            process may use, less one for the process itself, shared among the processes of
+            a node under DDP, at least 1 and at most 16 (:func:`auto_workers`).
+        pin_memory: the loaders return batches in page-locked memory, so that copying them
+            to a GPU can overlap the step (default False; ``trainer=gpu`` sets it).
+        persistent_workers: keep the loader workers alive between epochs (default True; it
+            matters only with workers).
         prepare_workers: processes that build the cache (default 2).
         in_memory: keep loaded entries in memory after the first epoch (default True).
         limit_images: use only the first ``n`` images of each split (default None: all).
@@ -165,7 +186,9 @@ class RegionGraphDataModule(L.LightningDataModule):
         regions: dict | None = None,
         objects: dict | None = None,
         batch_size: int = 32,
-        num_workers: int = 0,
+        num_workers: int | str = 0,
+        pin_memory: bool = False,
+        persistent_workers: bool = True,
         prepare_workers: int = 2,
         in_memory: bool = True,
         limit_images: int | None = None,
@@ -174,10 +197,15 @@ class RegionGraphDataModule(L.LightningDataModule):
         follow_batch: list[str] | None = None,
     ) -> None:
         super().__init__()
-        for key, value, least in (("data.batch_size", batch_size, 1), ("data.num_workers", num_workers, 0),
-                                  ("data.prepare_workers", prepare_workers, 1)):  # fmt: skip
+        checked = [("data.batch_size", batch_size, 1), ("data.prepare_workers", prepare_workers, 1)]
+        if num_workers != "auto":
+            checked.append(("data.num_workers", num_workers, 0))
+        for key, value, least in checked:
             if not isinstance(value, int) or value < least:
-                raise ValueError(f"{key}={value!r}: must be an integer >= {least}")
+                raise ValueError(
+                    f"{key}={value!r}: must be an integer >= {least}"
+                    + (', or "auto"' if key == "data.num_workers" else "")
+                )
         if limit_images is not None and (not isinstance(limit_images, int) or limit_images < 1):
             raise ValueError(
                 f"data.limit_images={limit_images!r}: must be an integer >= 1, or null for every image"
@@ -185,7 +213,8 @@ class RegionGraphDataModule(L.LightningDataModule):
         self.cache_dir = Path(cache_dir)
         self.regions = RegionConfig(**(regions or {}))
         self.objects = ObjectConfig(**(objects or {}))
-        self.batch_size, self.num_workers = batch_size, num_workers
+        self.batch_size, self._num_workers = batch_size, num_workers
+        self.pin_memory, self.persistent_workers = bool(pin_memory), bool(persistent_workers)
         self.prepare_workers, self.in_memory, self.limit_images = (
             prepare_workers,
             in_memory,
@@ -199,6 +228,15 @@ class RegionGraphDataModule(L.LightningDataModule):
         self.datasets: dict[str, RegionGraphDataset] = {}
         #: images pre-processed by this DataModule and the seconds it took (cache hits: 0)
         self.build_stats: dict = {"images": 0, "seconds": 0.0}
+
+    @property
+    def num_workers(self) -> int:
+        """Loader workers: ``data.num_workers``, with ``"auto"`` resolved for this machine
+        and the trainer's processes per node."""
+        if self._num_workers != "auto":
+            return self._num_workers
+        processes = getattr(self.trainer, "num_devices", 1) if self.trainer is not None else 1
+        return auto_workers(available_cores(), processes)
 
     # -- to implement -------------------------------------------------------------------
     def jobs(self, split: str) -> list[ImageJob]:
@@ -263,7 +301,8 @@ class RegionGraphDataModule(L.LightningDataModule):
             shuffle=shuffle,
             sampler=sampler,
             num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers and self.num_workers > 0,
             follow_batch=self.follow_batch or None,
         )
 
