@@ -1,4 +1,4 @@
-"""The command line: ``python -m graphvision.bench {regions,prepare,train,loader,predict,tokens} --out F.json``
+"""The command line: ``python -m graphvision.bench {regions,prepare,train,loader,predict,tokens,profile} --out F.json``
 runs one benchmark and writes its result (plus the machine's CPU and torch thread counts) as
 JSON; ``python -m graphvision.bench`` also prints the benchmark's summary."""
 
@@ -10,20 +10,21 @@ import logging
 import os
 from pathlib import Path
 
-from graphvision.bench import loader, predict, prepare, regions, tokens, train
+from graphvision.bench import loader, predict, prepare, profile, regions, tokens, train
 
 log = logging.getLogger(__name__)
 
 BENCHMARKS = {
     "regions": (regions, "region-graph speed and quality vs PyG and scikit-image"),
-    "prepare": (prepare, "pre-processing throughput, 1 vs 2 workers, and cache loading"),
-    "train": (train, "full training step vs backbone alone; scaling in region count"),
-    "loader": (loader, "the training loader's images/s (augmented, 0/2 workers) vs the step's"),
+    "prepare": (prepare, "pre-processing throughput per worker, stages, disk, COCO extrapolation"),
+    "train": (train, "full training step vs backbone alone (CPU/CUDA, fp32/bf16, compile)"),
+    "loader": (loader, "the training loader's images/s (workers, pinning) vs the step's"),
     "predict": (
         predict,
         "predict on photos: ms per image for decoding, regions, network, grouping",
     ),
     "tokens": (tokens, "each sequence stage's time and memory from 64 to 4,096 tokens"),
+    "profile": (profile, "torch.profiler of training steps: the most expensive operations"),
 }
 
 
