@@ -31,9 +31,6 @@ import torch.nn.functional as F
 
 from graphvision.data.coco import (
     ObjectConfig,
-    concat_or_empty,
-    mask_centre,
-    region_memberships,
     unpack_masks,
 )
 from graphvision.data.relations import pairwise_relations
@@ -139,6 +136,33 @@ def transform_entry(entry: dict, t: Transform, objects: ObjectConfig) -> dict:
     return out
 
 
+def object_memberships(weight: np.ndarray, min_membership: float) -> tuple[np.ndarray, ...]:
+    """:func:`~graphvision.data.coco.region_memberships` of ``K`` objects at once, from
+    ``weight [K, N]`` (the fraction of each region each object covers): ``(object, region,
+    weight)`` of every membership, object by object, regions in order; an object covering
+    no region by ``min_membership`` keeps its most covered one."""
+    member = weight >= min_membership
+    none = ~member.any(axis=1)
+    member[none, weight[none].argmax(axis=1)] = True
+    obj, region = np.nonzero(member)
+    kept = np.clip(weight[obj, region], min_membership, 1.0).astype(np.float32)
+    return obj.astype(np.int64), region.astype(np.int64), kept
+
+
+def masks_centres(masks: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """:func:`~graphvision.data.coco.mask_centre` of ``K`` masks ``[K, H, W]`` at once
+    (``boxes [K, 4]`` stand in for empty masks): ``[K, 2]`` float64."""
+    k, h, w = masks.shape
+    cols = masks.sum(axis=1, dtype=np.int64)  # (K, W)
+    rows = masks.sum(axis=2, dtype=np.int64)  # (K, H)
+    total = cols.sum(axis=1)
+    safe = np.maximum(total, 1)
+    x = (cols @ np.arange(w) / safe + 0.5) / w
+    y = (rows @ np.arange(h) / safe + 0.5) / h
+    box_centre = np.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2], 1)
+    return np.where((total > 0)[:, None], np.stack([x, y], 1), box_centre).reshape(-1, 2)
+
+
 def transform_objects(
     entry: dict, t: Transform, segments: np.ndarray, objects: ObjectConfig
 ) -> dict:
@@ -152,21 +176,23 @@ def transform_objects(
     new_boxes = np.clip(np.concatenate([moved.min(1), moved.max(1)], 1), 0.0, 1.0)  # (M, 4)
     visible = (new_boxes[:, 2] - new_boxes[:, 0]) * (new_boxes[:, 3] - new_boxes[:, 1])
     keep = np.nonzero((visible > objects.min_object_size) & (coverage >= 0.5).any((1, 2)))[0]
+    # every kept object at once (no loop over objects): the warped masks, thresholded as
+    # pre-processing thresholds them, their region memberships, centres and packed bits
     flat = segments.ravel()
-    area = np.bincount(flat, minlength=int(flat.max()) + 1).astype(np.float64)
-    labels, mem_obj, mem_reg, mem_w, packed, centres = [], [], [], [], [], []
-    for new, m in enumerate(keep):
-        inside = coverage[m] >= 0.5  # the warped mask, as pre-processing thresholds one
-        regions, weights = region_memberships(flat, inside.astype(np.float64), area,
-                                              objects.min_membership)  # fmt: skip
-        centres.append(mask_centre(inside, new_boxes[m]))
-        packed.append(np.packbits(inside.ravel()))
-        mem_obj.append(np.full(len(regions), new))
-        mem_reg.append(regions)
-        mem_w.append(weights)
-        labels.append(int(entry["obj_label"][m]))
+    n = int(flat.max()) + 1
+    area = np.bincount(flat, minlength=n).astype(np.float64)
+    inside = coverage[keep] >= 0.5  # (K, H, W)
+    k = len(keep)
+    ids = np.arange(k)[:, None] * n + flat[None, :]  # (object, region) of every pixel
+    covered = np.bincount(ids[inside.reshape(k, h * w)], minlength=k * n).reshape(k, n)
+    mem_obj, mem_reg, mem_w = object_memberships(
+        covered / np.maximum(area, 1), objects.min_membership
+    )
+    centres = masks_centres(inside, new_boxes[keep])
+    packed = np.packbits(inside.reshape(k, h * w), axis=1)
+    labels = [int(v) for v in entry["obj_label"][torch.from_numpy(keep)]]
     boxes_kept = new_boxes[keep].astype(np.float32).reshape(-1, 4)
-    rel_index, rel_label = pairwise_relations(boxes_kept, np.array(centres).reshape(-1, 2))
+    rel_index, rel_label = pairwise_relations(boxes_kept, centres)
     y = entry["y"].clone()
     if "y_objects_only" in entry:  # a category all of whose instances were objects, all gone
         gone = entry["y_objects_only"][0].bool().clone()
@@ -177,13 +203,9 @@ def transform_objects(
         "y": y,
         "obj_label": torch.tensor(labels, dtype=torch.long),
         "obj_box": torch.from_numpy(boxes_kept),
-        "obj_region_index": torch.from_numpy(
-            np.stack([concat_or_empty(mem_obj, np.int64), concat_or_empty(mem_reg, np.int64)])
-        ),
-        "obj_region_weight": torch.from_numpy(concat_or_empty(mem_w, np.float32)),
-        "obj_mask": torch.from_numpy(
-            np.stack(packed) if packed else np.zeros((0, (h * w + 7) // 8), np.uint8)
-        ),
+        "obj_region_index": torch.from_numpy(np.stack([mem_obj, mem_reg])),
+        "obj_region_weight": torch.from_numpy(mem_w),
+        "obj_mask": torch.from_numpy(packed),
         "rel_index": torch.from_numpy(rel_index),
         "rel_label": torch.from_numpy(rel_label),
         **({"y_objects_only": entry["y_objects_only"]} if "y_objects_only" in entry else {}),

@@ -39,14 +39,41 @@ def relation(box_s, box_o, centre_s, centre_o) -> int:
 
 
 def pairwise_relations(boxes: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Relations of every ordered pair ``(i, j), i != j`` of ``M`` objects.
+    """Relations of every ordered pair ``(i, j), i != j`` of ``M`` objects, row-major
+    (``(0, 1), (0, 2), ..., (1, 0), ...``): :func:`relation`'s rules on all pairs at once.
 
     Shapes:
         boxes ``[M, 4]``, centres ``[M, 2]`` -> ``rel_index [2, M*(M-1)]`` (subject, object),
         ``rel_label [M*(M-1)]``.
     """
     m = len(boxes)
-    pairs = [(i, j) for i in range(m) for j in range(m) if i != j]
-    labels = [relation(boxes[i], boxes[j], centres[i], centres[j]) for i, j in pairs]
-    index = np.array(pairs, dtype=np.int64).reshape(-1, 2).T
-    return index, np.array(labels, dtype=np.int64)
+    s, o = np.nonzero(~np.eye(m, dtype=bool))  # row-major: subject, then object
+    if len(s) == 0:
+        return np.zeros((2, 0), np.int64), np.zeros(0, np.int64)
+    bs, bo = boxes[s], boxes[o]
+    surrounding = (
+        (bs[:, 0] < bo[:, 0])
+        & (bs[:, 2] > bo[:, 2])
+        & (bs[:, 1] < bo[:, 1])
+        & (bs[:, 3] > bo[:, 3])
+    )
+    inside = (
+        (bs[:, 0] > bo[:, 0])
+        & (bs[:, 2] < bo[:, 2])
+        & (bs[:, 1] > bo[:, 1])
+        & (bs[:, 3] < bo[:, 3])
+    )
+    centres = np.asarray(centres, dtype=np.float64)
+    d = centres[s] - centres[o]
+    theta = np.arctan2(d[:, 1], d[:, 0])
+    by_angle = np.select(
+        [
+            (theta >= 3 * math.pi / 4) | (theta <= -3 * math.pi / 4),
+            theta < -math.pi / 4,
+            theta < math.pi / 4,
+        ],
+        [LEFT_OF, ABOVE, RIGHT_OF],
+        BELOW,
+    )
+    labels = np.where(surrounding, SURROUNDING, np.where(inside, INSIDE, by_angle))
+    return np.stack([s, o]).astype(np.int64), labels.astype(np.int64)
