@@ -1,19 +1,29 @@
 #!/usr/bin/env bash
-# The project's GPU check: the default pipeline on one CUDA device in bf16 mixed precision
-# (trainer=gpu): train, evaluate the checkpoint on the GPU (breakdowns included), predict on
-# a validation image; wall times, metrics and the GPU's peak memory and utilisation.
+# The project's GPU check, one command: benchmarks of the training step on one CUDA device
+# (bf16 autocast and float32, at the COCO working resolution 160x160: images/s of the full
+# step and of the backbone alone, peak memory at the default batch size and at a large
+# one) and of the loader beside it (images/s with 0, 4, 8, 16 workers, pinned memory);
+# then the default pipeline with trainer=gpu: train, evaluate the checkpoint on the GPU
+# (breakdowns included), predict on a validation image; wall times, metrics and the GPU's
+# peak memory and utilisation.
 #
 #   bash experiments/gpu_check.sh [WORK_DIR] [extra train overrides ...]
 #
-# WORK_DIR (default logs/gpu_check) receives the runs and a summary (summary.txt). Needs the
-# project importable by $PYTHON (default python3) and, for the numbers, a GPU; extra
-# overrides go to the training run (trainer=cpu trainer.max_epochs=1 ... makes a CPU smoke
-# test of this script).
+# WORK_DIR (default logs/gpu_check) receives the runs, the benchmarks' JSON and a summary
+# (summary.txt). Needs the project importable by $PYTHON (default python3) and, for the
+# numbers, a GPU. Extra overrides go to the training run. A CPU smoke test of this script:
+#   TRAINER=cpu DEVICE=cpu BENCH_BATCH=4 LOADER_WORKERS="0 2" LOADER_IMAGES=16 \
+#       bash experiments/gpu_check.sh WORK trainer.max_epochs=1 data.num_train=16 data.num_val=8
 set -euo pipefail
 WORK=${1:-logs/gpu_check}
 shift || true
 PY=${PYTHON:-python3}
 TRAINER=${TRAINER:-gpu}
+DEVICE=${DEVICE:-cuda}
+BENCH_BATCH=${BENCH_BATCH:-256}          # the large batch of the throughput benchmark
+LOADER_WORKERS=${LOADER_WORKERS:-0 4 8 16}
+LOADER_IMAGES=${LOADER_IMAGES:-1024}
+SIZE='data.regions.size=[160,160]'      # conf/data/coco.yaml's working resolution
 export PYTHONUNBUFFERED=1
 mkdir -p "$WORK"
 WORK=$(cd "$WORK" && pwd)
@@ -38,6 +48,25 @@ if command -v nvidia-smi >/dev/null && [ "$TRAINER" = gpu ]; then
     MONITOR=$!
     trap 'kill $MONITOR 2>/dev/null || true' EXIT
 fi
+
+bench() {  # bench NAME ARGS...: one benchmark, its summary into the summary file
+    local name=$1
+    shift
+    say "== bench $name: python -m graphvision.bench $*"
+    $PY -m graphvision.bench "$@" --out "$WORK/bench_$name.json" >"$WORK/bench_$name.log" 2>&1 \
+        || { tail -20 "$WORK/bench_$name.log"; exit 1; }
+    sed -n '/^$/,$p' "$WORK/bench_$name.log" | grep -v '^wrote ' | tee -a "$SUMMARY"
+}
+bench train_bf16_default_batch train --device "$DEVICE" --precision bf16-mixed --batch-size 32 \
+    --regions --override "$SIZE"
+bench train_bf16 train --device "$DEVICE" --precision bf16-mixed --batch-size "$BENCH_BATCH" \
+    --regions --override "$SIZE"
+bench train_fp32 train --device "$DEVICE" --precision 32 --batch-size "$BENCH_BATCH" \
+    --regions --override "$SIZE"
+# shellcheck disable=SC2086  # the worker counts are words
+bench loader loader --device "$DEVICE" --precision bf16-mixed --pin-memory \
+    --workers $LOADER_WORKERS --images "$LOADER_IMAGES" --batch-size "$BENCH_BATCH" \
+    --epochs 1 --override "$SIZE"
 
 say "== train: python -m graphvision.train trainer=$TRAINER data.prepare_workers=8 $*"
 t0=$(date +%s)
