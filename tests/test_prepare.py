@@ -189,3 +189,22 @@ def test_ddp_prepares_once_per_node_the_other_process_waits_and_loads(tmp_path, 
     assert setup1["start"] >= prepared["end"]  # ... waited for the builder ...
     assert setup1["sizes"] == setup0["sizes"] == {"train": 6, "val": 6}  # ... and loaded all
     assert len(list((tmp_path / "cache").rglob("*.gvc"))) == 12
+
+
+def test_label_maps_are_stored_in_int16_and_loaded_as_int64(tmp_path):
+    from graphvision.data.cache import compact_labels, load_entry, save_entry, to_graph
+
+    small = np.arange(12).reshape(3, 4)
+    assert compact_labels(small).dtype == np.int16
+    assert compact_labels(np.full((2, 2), 40_000)).dtype == np.int32  # more regions than int16
+    import torch
+
+    entry = {"image": torch.zeros(3, 3, 4, dtype=torch.uint8),
+             "segments": torch.from_numpy(compact_labels(small)),
+             "x": torch.zeros(12, 13), "pos": torch.zeros(12, 2),
+             "edge_index": torch.zeros(2, 0, dtype=torch.long), "edge_attr": torch.zeros(0, 5)}  # fmt: skip
+    save_entry(entry, tmp_path / "e.gvc")
+    loaded = load_entry(tmp_path / "e.gvc")
+    assert loaded["segments"].dtype == torch.int16
+    graph = to_graph(loaded)
+    assert graph.segments.dtype == torch.int64 and graph.segments.tolist() == small.tolist()
