@@ -2,7 +2,8 @@
 # The project's GPU check, one command: benchmarks of the training step on one CUDA device
 # (bf16 autocast and float32, at the COCO working resolution 160x160: images/s of the full
 # step and of the backbone alone, peak memory at the default batch size and at a large
-# one) and of the loader beside it (images/s with 0, 4, 8, 16 workers, pinned memory);
+# one) and of the loader beside it (images/s with 0, 4, 8, 16 workers, pinned memory, at
+# the default batch size 32: 64 batches per epoch, so that 16 workers can all be busy);
 # then the default pipeline with trainer=gpu: train, evaluate the checkpoint on the GPU
 # (breakdowns included), predict on a validation image; wall times, metrics and the GPU's
 # peak memory and utilisation.
@@ -22,7 +23,7 @@ TRAINER=${TRAINER:-gpu}
 DEVICE=${DEVICE:-cuda}
 BENCH_BATCH=${BENCH_BATCH:-256}          # the large batch of the throughput benchmark
 LOADER_WORKERS=${LOADER_WORKERS:-0 4 8 16}
-LOADER_IMAGES=${LOADER_IMAGES:-1024}
+LOADER_IMAGES=${LOADER_IMAGES:-2048}    # 64 batches of the default 32 per epoch
 SIZE='data.regions.size=[160,160]'      # conf/data/coco.yaml's working resolution
 export PYTHONUNBUFFERED=1
 mkdir -p "$WORK"
@@ -65,8 +66,8 @@ bench train_fp32 train --device "$DEVICE" --precision 32 --batch-size "$BENCH_BA
     --regions --override "$SIZE"
 # shellcheck disable=SC2086  # the worker counts are words
 bench loader loader --device "$DEVICE" --precision bf16-mixed --pin-memory \
-    --workers $LOADER_WORKERS --images "$LOADER_IMAGES" --batch-size "$BENCH_BATCH" \
-    --epochs 1 --override "$SIZE"
+    --workers $LOADER_WORKERS --images "$LOADER_IMAGES" --batch-size 32 \
+    --epochs 2 --override "$SIZE"
 
 say "== train: python -m graphvision.train trainer=$TRAINER data.prepare_workers=8 $*"
 t0=$(date +%s)

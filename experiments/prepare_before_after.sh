@@ -18,14 +18,16 @@ PY=${PYTHON:-python3}
 : "${GRAPHVISION_COCO_TINY:?set GRAPHVISION_COCO_TINY to a COCO-layout root}"
 mkdir -p "$WORK"
 WORK=$(cd "$WORK" && pwd)
-HERE=$(pwd)
+HERE=$(git rev-parse --show-toplevel)
+LOG="$WORK/builds.log"
+: >"$LOG"
 rm -rf "$WORK/before" "$WORK/results.jsonl"
 git worktree prune
 git worktree add -f --detach "$WORK/before" "$BEFORE" >/dev/null
 trap 'git -C "$HERE" worktree remove --force "$WORK/before" || true' EXIT
 build() {  # build TREE LABEL WORKERS: one cache from empty, one JSON line
     # run from TREE: `python -` puts the current folder first on sys.path
-    (cd "$1" && PYTHONPATH="$1" $PY - "$2" "$3" >>"$WORK/results.jsonl" 2>/dev/null) <<'PY'
+    (cd "$1" && PYTHONPATH="$1" $PY - "$2" "$3" >>"$WORK/results.jsonl" 2>>"$LOG") <<'PY'
 import json, os, resource, sys, tempfile, time
 
 from omegaconf import OmegaConf
@@ -58,12 +60,13 @@ PY
 }
 for round in $(seq "$ROUNDS"); do
     for workers in 1 2; do
-        build "$WORK/before" before "$workers"
-        build "$HERE" after "$workers"
+        build "$WORK/before" before "$workers" || { tail -20 "$LOG"; exit 1; }
+        build "$HERE" after "$workers" || { tail -20 "$LOG"; exit 1; }
     done
     echo "round $round of $ROUNDS done"
 done
-$PY - "$WORK/results.jsonl" "$BEFORE" "$(git rev-parse --short HEAD)" <<'PY'
+# the checkout as measured: its commit, marked -dirty when it has uncommitted changes
+$PY - "$WORK/results.jsonl" "$BEFORE" "$(git -C "$HERE" describe --always --dirty)" <<'PY'
 import json, statistics, sys
 
 rows = [json.loads(line) for line in open(sys.argv[1])]

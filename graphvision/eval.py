@@ -31,15 +31,19 @@ from graphvision.utils import (
 log = logging.getLogger(__name__)
 
 
+def evaluation_data_config(given, saved: dict | None):
+    """The data config to evaluate on: ``given`` (``data=...`` on the command line) when it
+    is a whole one; loader settings alone (``trainer=gpu``'s, ``data.num_workers=...``) put
+    over the checkpoint's ``saved`` config; None when there is nothing to build."""
+    if given is not None and "_target_" not in given:
+        return OmegaConf.merge(saved, given) if saved else None
+    return given or saved
+
+
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True)
     model = load_module(cfg.ckpt_path)
-    given, saved = cfg.get("data"), model.hparams.get("data_config")
-    if given is not None and "_target_" not in given and saved:
-        # loader settings alone (trainer=gpu's, data.num_workers=...) go over the checkpoint's
-        data_cfg = OmegaConf.merge(saved, given)
-    else:
-        data_cfg = given or saved
+    data_cfg = evaluation_data_config(cfg.get("data"), model.hparams.get("data_config"))
     if not data_cfg:
         raise ValueError(
             f"{cfg.ckpt_path} does not record its data config: pass data=... on the command line"

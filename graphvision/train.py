@@ -38,12 +38,21 @@ def instantiate_all(cfg: DictConfig, group: str) -> list:
     return [hydra.utils.instantiate(c) for c in section.values() if c and "_target_" in c]
 
 
+#: loader settings of the machine that trained, which a checkpoint does not carry elsewhere
+MACHINE_LOADER_KEYS = ("num_workers", "pin_memory", "persistent_workers")
+
+
 def portable_data_config(data_cfg: DictConfig) -> dict:
-    """The data config with its folders made absolute, to be stored in checkpoints."""
+    """The data config with its folders made absolute, to be stored in checkpoints, less the
+    loader settings of the training machine (``trainer=gpu``'s ``num_workers: auto``,
+    ``pin_memory``): wherever the checkpoint is evaluated gets its DataModule's defaults,
+    or what that command sets."""
     out = OmegaConf.to_container(data_cfg, resolve=True)
     for key in ("root", "data_dir", "cache_dir"):
         if out.get(key):
             out[key] = str(Path(out[key]).resolve())
+    for key in MACHINE_LOADER_KEYS:
+        out.pop(key, None)
     return out
 
 

@@ -77,15 +77,19 @@ def test_decode_image_reduces_jpeg_only_as_far_as_the_working_size(tmp_path):
 
 
 @pytest.mark.parametrize("shape,size", [((480, 640), (160, 160)), ((375, 500), (160, 160)),
-                                        ((140, 213), (160, 160)), ((333, 500), (224, 224))])  # fmt: skip
+                                        ((140, 213), (160, 160)), ((333, 500), (224, 224)),
+                                        ((427, 640), (128, 96)), ((97, 61), (160, 120))])  # fmt: skip
 def test_box_coverage_equals_pil_box_resize_of_the_whole_mask(shape, size):
-    """Oracle: PIL's BOX downsampling of the whole mask (what object_targets computed
-    before), on random blobs, scales with and without a remainder, and upsampling."""
-    rng = np.random.default_rng(sum(shape))
-    for _ in range(5):
+    """Oracle: PIL's BOX resampling of the whole mask (what object_targets computed
+    before), on random blobs, with and without a remainder, down and up, square and not:
+    the same fractions to float32 rounding (a last-bit difference where the sums run in
+    another order) and the same pixels at the 0.5 threshold; and the centroid of the
+    mask's pixels."""
+    rng = np.random.default_rng(sum(shape) + sum(size))
+    for _ in range(25):
         mask = np.zeros(shape, np.uint8)
-        y0, x0 = rng.integers(0, shape[0] - 20), rng.integers(0, shape[1] - 20)
-        mask[y0 : y0 + rng.integers(5, 120), x0 : x0 + rng.integers(5, 120)] = 1
+        y0, x0 = rng.integers(0, shape[0] - 4), rng.integers(0, shape[1] - 4)
+        mask[y0 : y0 + rng.integers(3, 200), x0 : x0 + rng.integers(3, 200)] = 1
         mask &= (rng.random(shape) < 0.8).astype(np.uint8)
         whole = np.asarray(
             Image.fromarray(mask.astype(np.float32)).resize(size[::-1], Image.BOX), np.float32
@@ -93,13 +97,31 @@ def test_box_coverage_equals_pil_box_resize_of_the_whole_mask(shape, size):
         coverage, (wy, wx), (my, mx) = box_coverage(mask, size)
         expected = np.zeros(size, np.float32)
         expected[wy, wx] = coverage
-        assert np.array_equal(expected, whole)
+        np.testing.assert_allclose(expected, whole, rtol=0, atol=2e-7)
+        assert np.array_equal(expected >= 0.5, whole >= 0.5)
         ys, xs = np.nonzero(mask)
         centre = [(xs.mean() + 0.5) / shape[1], (ys.mean() + 0.5) / shape[0]]
         got = mask_centre(mask[my, mx], np.zeros(4), (my.start, mx.start), shape)
         np.testing.assert_allclose(got, centre, rtol=0, atol=1e-12)
     empty = box_coverage(np.zeros(shape, np.uint8), size)
     assert empty[0].size == 0
+
+
+def test_decode_image_turns_the_full_size_by_the_exif_tag(tmp_path):
+    """A 1283x1281 JPEG stored sideways (EXIF orientation 6) decodes at reduced scale to a
+    square 161x161: its full size is still the turned one, by the tag; with an annotation
+    size equal to the stored pixels, the stored pixels and size are kept."""
+    from graphvision.data.images import decode_image
+
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (1281, 1283, 3), np.uint8))
+    exif = img.getexif()
+    exif[0x0112] = 6
+    img.save(tmp_path / "t.jpg", exif=exif.tobytes(), quality=90)
+    rgb, full = decode_image(tmp_path / "t.jpg", min_size=(160, 160))
+    assert rgb.shape[:2] == (161, 161) and full == (1281, 1283)
+    rgb, full = decode_image(tmp_path / "t.jpg", (1283, 1281), min_size=(160, 160))
+    assert full == (1283, 1281)
+    assert decode_image(tmp_path / "t.jpg")[0].shape[:2] == (1283, 1281)  # upright, full size
 
 
 DDP_SCRIPT = '''

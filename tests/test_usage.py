@@ -360,6 +360,26 @@ def test_eval_with_loader_settings_only_keeps_the_checkpoints_data(trained, tmp_
     assert 0 <= metrics["val/scene_map"] <= 1 and "val/predcls_R@50" in metrics
 
 
+def test_evaluation_data_config_merges_loader_settings_over_the_checkpoints():
+    from omegaconf import OmegaConf
+
+    from graphvision.eval import evaluation_data_config
+    from graphvision.train import portable_data_config
+
+    saved = {"_target_": "graphvision.data.SyntheticDataModule", "num_train": 8, "batch_size": 4}
+    loader = OmegaConf.create({"num_workers": "auto", "pin_memory": True})
+    merged = evaluation_data_config(loader, saved)
+    assert merged == {**saved, "num_workers": "auto", "pin_memory": True}
+    whole = OmegaConf.create({"_target_": "graphvision.data.CocoDataModule", "root": "x"})
+    assert evaluation_data_config(whole, saved) is whole  # a whole config replaces the saved
+    assert evaluation_data_config(None, saved) == saved
+    assert evaluation_data_config(loader, None) is None  # nothing to build: the clear error
+    # and a checkpoint does not carry the training machine's loader settings
+    stored = portable_data_config(OmegaConf.create({**saved, "num_workers": "auto",
+                                                    "pin_memory": True, "persistent_workers": True}))  # fmt: skip
+    assert stored == saved
+
+
 def test_eval_in_one_mode(trained, tmp_path):
     """mode=sgdet writes sgdet's metrics and not the other modes' recalls; grouping=class
     evaluates the untrained baseline grouping on the same checkpoint."""

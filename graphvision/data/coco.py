@@ -384,8 +384,10 @@ def box_coverage(
     0/1) covers, as PIL's BOX resampling of the whole mask to ``(w, h)`` gives it (the
     horizontal pass first, kept as float32, then the vertical one), computed with prefix
     sums on the window of output pixels that the mask's non-zero extent touches: an object
-    covers a few percent of a photo, so 3x less time for the same values, and no BLAS
-    call (whose threads would crowd the pre-processing workers).
+    covers a few percent of a photo, so 3x less time for the same values to float32
+    rounding (a last-bit difference where the sums run in another order; the same pixels
+    at the 0.5 threshold), and no BLAS call (whose threads would crowd the pre-processing
+    workers).
 
     Returns:
         ``coverage`` ``[rows, cols]`` float32 of the window, the window as slices of the

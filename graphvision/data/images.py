@@ -84,7 +84,10 @@ def decode_image(
                 img.draft("RGB", (side, side))  # keeps both sides >= side
             img.load()
             upright = ImageOps.exif_transpose(img)
-            full = stored if upright.size == img.size else stored[::-1]
+            # orientations 5-8 turn the image a quarter: the full size swaps too (decided by
+            # the tag, not by sizes: a reduced image may come out square)
+            turned = upright is not img and img.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+            full = stored[::-1] if turned else stored
             if expected_size is not None and full != tuple(expected_size):
                 if stored == tuple(expected_size):
                     upright, full = img, stored
