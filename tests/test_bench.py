@@ -44,6 +44,10 @@ def test_bench_regions_json(tmp_path, coco_tiny, monkeypatch):
         assert row["speedup_vs_skimage_slic_rag"] == round(sk / gv, 1)
         asa = row["graphvision"]["asa"] - row["pyg_toslic_knn"]["asa"]
         assert row["asa_minus_pyg"] == pytest.approx(asa, abs=1e-4)
+    decoding = json.loads(out.read_text())["decoding"]
+    assert decoding["photos"] == 2 and decoding["decoded_at_reduced_scale"] <= 2
+    for path in ("reduced_decoding", "full_size_4_iterations"):
+        assert decoding[path]["regions"] > 10 and 0 < decoding[path]["asa"] <= 1
 
 
 @pytest.mark.slow
@@ -179,6 +183,31 @@ def test_bench_loader_json(tmp_path, monkeypatch):
         assert rate > 0
         ratio = result["loader_over_step"][workers]
         assert ratio == pytest.approx(rate / result["step_images_per_s"], rel=0.02, abs=0.01)
+
+
+@pytest.mark.slow
+def test_bench_profile_json(tmp_path, monkeypatch):
+    """The labelled ranges of a step all appear; the top operations are the most expensive
+    by self time, in order, and their fractions are of the whole profiled time."""
+    monkeypatch.chdir(tmp_path)
+    from graphvision.bench.profile import RANGES
+
+    result = bench.main(["profile", "--out", str(tmp_path / "p.json"), "--batch-size", "4",
+                         "--images", "8", "--steps", "1", "--top", "4"])  # fmt: skip
+    assert json.loads((tmp_path / "p.json").read_text()) == result
+    assert set(result["ranges_fraction"]) == set(RANGES)
+    top = result["top"]
+    assert len(top) == 4 and [t["self_ms_per_step"] for t in top] == sorted(
+        (t["self_ms_per_step"] for t in top), reverse=True
+    )
+    assert 0 < sum(t["fraction"] for t in top) <= 1.001
+    for t in top:
+        assert t["fraction"] == pytest.approx(
+            t["self_ms_per_step"] / result["ms_per_step"], abs=2e-3
+        )
+    # the step's parts: forward, backward and the loader's items take most of it
+    parts = result["ranges_fraction"]
+    assert 0.5 < parts["dataset items"] + parts["forward + losses"] + parts["backward"] <= 1.001
 
 
 def test_token_cost_arithmetic_exact():

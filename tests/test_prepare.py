@@ -4,8 +4,6 @@ DDP one process per node builds the cache while the other waits and loads it."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -13,51 +11,23 @@ from PIL import Image
 from graphvision.data.coco import box_coverage, mask_centre
 
 
-def _photo_regions(coco_tiny):
-    """coco_tiny's val photos with their instance label maps, and the region settings of
-    ``conf/data/coco.yaml``."""
-    import os
-
-    from graphvision.bench.prepare import region_settings
-    from graphvision.bench.regions import load_benchmark_images
-    from graphvision.regions import RegionConfig
-
-    os.environ.setdefault("GRAPHVISION_COCO_TINY", str(coco_tiny))
-    images = load_benchmark_images(str(coco_tiny / "val2017"),
-                                   str(coco_tiny / "annotations/instances_val2017.json"), 80)  # fmt: skip
-    none = type("Args", (), {"size": None, "n_segments": None, "backend": None})()
-    return images, RegionConfig(**region_settings(none))
-
-
-def test_reduced_decoding_keeps_the_region_graphs_on_coco_tiny(coco_tiny):
+def test_reduced_decoding_keeps_the_region_graphs_on_coco_tiny(coco_tiny, monkeypatch):
     """The cache's path (JPEG decoded at reduced scale, conf/data/coco.yaml's 3 SLIC
     iterations) against the path before it (full-size decoding, 4 iterations): mean region
     count within 5%, mean ASA (achievable segmentation accuracy against the instance
-    masks) within 0.005, on all 80 val photos."""
-    from graphvision.bench.regions import native_labels
-    from graphvision.data.images import decode_image
-    from graphvision.regions import image_to_regions
-    from graphvision.regions.quality import achievable_segmentation_accuracy
+    masks) within 0.005, on all 80 val photos (what ``bench regions`` reports)."""
+    from graphvision.bench.common import coco_region_settings
+    from graphvision.bench.regions import decoding_comparison, load_benchmark_images
 
-    images, regions = _photo_regions(coco_tiny)
-    assert regions.max_num_iter == 3
-    before = dataclasses.replace(regions, max_num_iter=4)
-    counts, asa = {"now": [], "before": []}, {"now": [], "before": []}
-    reduced = 0
-    for name, rgb, truth in images:
-        small, full = decode_image(coco_tiny / "val2017" / name, rgb.shape[1::-1], regions.size)
-        assert full == rgb.shape[1::-1]  # the frame the annotations refer to
-        reduced += small.shape[0] < rgb.shape[0]
-        for key, image, cfg in (("now", small, regions), ("before", rgb, before)):
-            segments = image_to_regions(image, cfg)["segments"]
-            counts[key].append(segments.max() + 1)
-            asa[key].append(achievable_segmentation_accuracy(
-                native_labels((segments, rgb.shape[:2])), truth))  # fmt: skip
-    assert reduced >= 70  # nearly every photo is >= 320 px a side: decoded at half size
-    ratio = np.mean(counts["now"]) / np.mean(counts["before"])
-    assert abs(ratio - 1) <= 0.05, (np.mean(counts["now"]), np.mean(counts["before"]))
-    assert abs(np.mean(asa["now"]) - np.mean(asa["before"])) <= 0.005
-    assert np.mean(asa["now"]) > 0.9  # and the measure is a real one
+    monkeypatch.setenv("GRAPHVISION_COCO_TINY", str(coco_tiny))
+    assert coco_region_settings()["max_num_iter"] == 3
+    result = decoding_comparison(load_benchmark_images(None, None, 80))
+    now, before = result["reduced_decoding"], result["full_size_4_iterations"]
+    assert result["photos"] == 80
+    assert result["decoded_at_reduced_scale"] >= 70  # nearly every photo is >= 320 px a side
+    assert abs(now["regions"] / before["regions"] - 1) <= 0.05, (now, before)
+    assert abs(now["asa"] - before["asa"]) <= 0.005
+    assert now["asa"] > 0.9  # and the measure is a real one
 
 
 def test_decode_image_reduces_jpeg_only_as_far_as_the_working_size(tmp_path):

@@ -33,6 +33,16 @@ def coco_root(given: str | None) -> Path:
     return root
 
 
+def coco_region_settings() -> dict:
+    """``conf/data/coco.yaml``'s ``regions`` block: the settings the benchmarks of photos
+    measure unless told otherwise."""
+    from omegaconf import OmegaConf
+
+    from graphvision.utils import CONFIG_DIR
+
+    return OmegaConf.to_container(OmegaConf.load(Path(CONFIG_DIR) / "data" / "coco.yaml").regions)
+
+
 def require_device(device: str) -> None:
     """A clear error, before any work, when ``--device cuda`` is asked for and absent."""
     import torch

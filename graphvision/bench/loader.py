@@ -32,6 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compile", action="store_true", help="torch.compile the backbone")
     parser.add_argument("--epochs", type=int, default=2, help="timed passes over the loader")
     parser.add_argument("--repeats", type=int, default=5, help="timed training steps")
+    add_override_argument(parser)
+
+
+def add_override_argument(parser: argparse.ArgumentParser) -> None:
+    """``--override``, repeatable, for the benchmarks of the training data path (this one and
+    ``profile``): augmented training data unless told otherwise."""
     parser.add_argument(
         "--override",
         action="append",
@@ -40,7 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _compose(data_dir: Path, args, workers: int):
+def compose_training(data_dir: Path, args, **data):
+    """The default training config with ``args.images`` training scenes under ``data_dir``,
+    batches of ``args.batch_size``, ``args.override`` and the ``data.*`` settings given."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
@@ -50,9 +58,8 @@ def _compose(data_dir: Path, args, workers: int):
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         return compose("train", overrides=[
             f"paths.data_dir={data_dir}", "paths.output_dir=.", f"data.num_train={args.images}",
-            "data.num_val=1", f"data.batch_size={args.batch_size}", f"data.num_workers={workers}",
-            f"data.pin_memory={args.pin_memory}", f"data.persistent_workers={args.persistent_workers}",
-            "data.prepare_workers=2", *args.override,
+            "data.num_val=1", f"data.batch_size={args.batch_size}", "data.prepare_workers=2",
+            *(f"data.{k}={v}" for k, v in data.items()), *args.override,
         ])  # fmt: skip
 
 
@@ -89,7 +96,9 @@ def run(args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         loaders = {}
         for workers in args.workers:
-            cfg = _compose(Path(tmp), args, workers)
+            cfg = compose_training(Path(tmp), args, num_workers=workers,
+                                   pin_memory=args.pin_memory,
+                                   persistent_workers=args.persistent_workers)  # fmt: skip
             dm = instantiate(cfg.data)
             dm.prepare_data()
             dm.setup("fit")

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from graphvision.bench.common import coco_root
+from graphvision.bench.common import coco_region_settings, coco_root
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +56,9 @@ def stage_times(jobs, regions, objects, cache_dir: Path) -> dict:
     before it decoded JPEGs at reduced scale) and at reduced scale, the resize to the
     working resolution, regions (SLIC and the graph), object targets, the cache key, and
     encoding and writing the entry."""
-    import numpy as np
     import torch
 
-    from graphvision.data.cache import entry_path, save_entry
+    from graphvision.data.cache import entry_path, graph_tensors, save_entry
     from graphvision.data.coco import object_targets
     from graphvision.data.images import decode_image
     from graphvision.regions.graph import region_graph
@@ -82,9 +81,8 @@ def stage_times(jobs, regions, objects, cache_dir: Path) -> dict:
         targets = timed("targets", object_targets, list(job.annotations), *size, index,
                         graph["segments"], objects)  # fmt: skip
         key = timed("cache_key", job.key, regions, objects)
-        entry = {
-            k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in {**graph, **targets}.items()
-        }
+        entry = graph_tensors({"image": image, **graph}, job.image_id)  # as build_entry's
+        entry.update({k: torch.from_numpy(v) for k, v in targets.items()})
         timed("write", save_entry, entry, entry_path(cache_dir, key))
     out = {name: round(statistics.median(ms), 2) for name, ms in times.items()}
     out["total_reduced"] = round(sum(v for k, v in out.items() if k != "decode_full_size"), 2)
@@ -93,11 +91,7 @@ def stage_times(jobs, regions, objects, cache_dir: Path) -> dict:
 
 def region_settings(args) -> dict:
     """``conf/data/coco.yaml``'s ``regions`` block with the command's changes."""
-    from omegaconf import OmegaConf
-
-    from graphvision.utils import CONFIG_DIR
-
-    regions = OmegaConf.to_container(OmegaConf.load(f"{CONFIG_DIR}/data/coco.yaml").regions)
+    regions = coco_region_settings()
     given = {"size": args.size, "n_segments": args.n_segments, "backend": args.backend}
     return {**regions, **{k: v for k, v in given.items() if v is not None}}
 

@@ -11,6 +11,8 @@ import argparse
 import tempfile
 from pathlib import Path
 
+from graphvision.bench.loader import add_override_argument, compose_training
+
 #: the labelled ranges, in the order a step runs them
 RANGES = ("dataset items", "collate", "forward + losses", "backward", "optimizer")
 
@@ -20,12 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", type=int, default=128, help="training images")
     parser.add_argument("--steps", type=int, default=3, help="profiled steps (after one more)")
     parser.add_argument("--top", type=int, default=5, help="operations listed")
-    parser.add_argument(
-        "--override",
-        action="append",
-        default=["data/augment=standard"],
-        help="a Hydra override of the data or model (repeatable; default data/augment=standard)",
-    )
+    add_override_argument(parser)
 
 
 def run(args) -> dict:
@@ -34,11 +31,8 @@ def run(args) -> dict:
     from torch.profiler import ProfilerActivity, profile, record_function
     from torch_geometric.data import Batch
 
-    from graphvision.bench.loader import _compose
-
-    args.pin_memory, args.persistent_workers = False, True  # the loader's defaults
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = _compose(Path(tmp), args, 0)
+        cfg = compose_training(Path(tmp), args, num_workers=0)
         dm = instantiate(cfg.data)
         dm.prepare_data()
         dm.setup("fit")

@@ -134,11 +134,10 @@ def backbone_step_of(module, batch, device: str = "cpu", precision: str = "32"):
 
 
 def on_device(module, batch, args):
-    """``module`` and ``batch`` on ``args.device``, the backbone compiled with ``--compile``;
-    a clear error when CUDA is asked for and absent."""
+    """``module`` and ``batch`` on ``args.device`` (checked by :func:`require_device` when
+    the benchmark starts), the backbone compiled with ``--compile``."""
     import torch
 
-    require_device(args.device)
     module, batch = module.to(args.device), batch.to(args.device)
     if args.compile:
         module.net.features.body = torch.compile(module.net.features.body)

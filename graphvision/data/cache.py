@@ -113,15 +113,7 @@ def build_entry(
         notes.extend([RLE_SIZE_MISMATCH] * (len(annotations) - len(fitting)))
         annotations = fitting
     graph = image_to_regions(rgb, regions)
-    out = {
-        "image": torch.from_numpy(np.ascontiguousarray(graph["image"].transpose(2, 0, 1))),
-        "segments": torch.from_numpy(compact_labels(graph["segments"])),
-        "x": torch.from_numpy(graph["x"]),
-        "pos": torch.from_numpy(graph["pos"]),
-        "edge_index": torch.from_numpy(graph["edge_index"]),
-        "edge_attr": torch.from_numpy(graph["edge_attr"]),
-        "image_id": torch.tensor([job.image_id]),
-    }
+    out = graph_tensors(graph, job.image_id)
     if job.category_ids:
         index = {cid: i for i, cid in enumerate(job.category_ids)}
         targets = object_targets(annotations, *size, index, graph["segments"], objects)
@@ -129,6 +121,18 @@ def build_entry(
     if job.label is not None:
         out["label"] = torch.tensor([job.label])
     return out
+
+
+def graph_tensors(graph: dict, image_id: int) -> dict:
+    """The image and region graph part of a cache entry, as tensors, from
+    :func:`~graphvision.regions.image_to_regions`'s ``image`` (``[H, W, 3]``, stored
+    ``[3, H, W]``) and graph fields (the label map in :func:`compact_labels`' type)."""
+    return {
+        "image": torch.from_numpy(np.ascontiguousarray(graph["image"].transpose(2, 0, 1))),
+        "segments": torch.from_numpy(compact_labels(graph["segments"])),
+        **{k: torch.from_numpy(graph[k]) for k in ("x", "pos", "edge_index", "edge_attr")},
+        "image_id": torch.tensor([image_id]),
+    }
 
 
 def compact_labels(segments: np.ndarray) -> np.ndarray:
