@@ -12,6 +12,7 @@ import torchvision
 from torch import nn
 from torch_geometric.utils import scatter
 from torchvision.models.feature_extraction import create_feature_extractor
+from torchvision.ops import FrozenBatchNorm2d
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,41 @@ def load_backbone(
     return model, mean, std
 
 
+def freeze_batch_norm(module: nn.Module) -> nn.Module:
+    """``module`` with every ``BatchNorm2d`` replaced by a
+    :class:`~torchvision.ops.FrozenBatchNorm2d` holding the same affine parameters and
+    running statistics as buffers, as torchvision's detection models fine-tune their
+    backbones: the convolutions train, the normalisation stays the one the weights were
+    trained with (and a batch never changes it). Returns ``module`` (changed in place)."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            frozen = FrozenBatchNorm2d(child.num_features, eps=child.eps)
+            if child.affine:
+                frozen.weight.copy_(child.weight.detach())
+                frozen.bias.copy_(child.bias.detach())
+            frozen.running_mean.copy_(child.running_mean)
+            frozen.running_var.copy_(child.running_var)
+            setattr(module, name, frozen)
+        else:
+            freeze_batch_norm(child)
+    return module
+
+
+def normalisation(key: str, given, default: tuple[float, ...]) -> tuple[float, ...]:
+    """The per-channel input ``mean`` or ``std`` of a backbone: ``given`` (three numbers) or,
+    when it is None, ``default`` (the weights' own)."""
+    if given is None:
+        return tuple(default)
+    values = tuple(float(v) for v in given)
+    if len(values) != 3 or (key == "std" and min(values) <= 0):
+        raise ValueError(
+            f"backbone.{key}={list(given)!r}: give three numbers, one per RGB channel"
+            + (", all > 0" if key == "std" else "")
+            + " (or null: the weights' own normalisation)"
+        )
+    return values
+
+
 def cell_regions(segments: torch.Tensor, h: int, w: int) -> torch.Tensor:
     """The region of each cell of an ``h x w`` feature map: ``segments`` sampled at the
     cell centres.
@@ -180,10 +216,26 @@ class RegionFeatures(nn.Module):
         name: torchvision model name (default ``resnet18``).
         return_nodes: the layers whose outputs are pooled, each over the regions at its own
             stride, and concatenated (default ``("layer2",)``: stride 8).
+        last_stage: the node a classifier pools (default ``"layer4"``, resnet18's); each
+            backbone config names its own, so that ``model=cnn_baseline`` pools it whatever
+            the backbone.
         weights: see :func:`load_backbone` (default ``None``); the input normalisation
             follows the weights' own transforms.
         weights_fallback: ``error`` or ``random`` (default ``error``).
         trainable: train the backbone (default ``True``); frozen backbones stay in eval mode.
+        freeze_bn: replace every BatchNorm by a :class:`~torchvision.ops.FrozenBatchNorm2d`
+            with the weights' statistics (:func:`freeze_batch_norm`) while the convolutions
+            train (default ``False``). For pretrained weights: batch statistics of a small
+            batch would replace the ones they were trained with.
+        lr_scale: the backbone's learning rate as a multiple of the model's (default 1.0),
+            applied through the optimiser's parameter groups
+            (:meth:`~graphvision.module.GraphVisionModule.make_optimizer`).
+        mean, std: the input normalisation (per RGB channel); ``None`` (default) takes the
+            weights' own (torchvision's transforms of named weights; ImageNet's for a local
+            file or random weights).
+
+    The three regimes of a pretrained backbone: frozen (``trainable=False``), frozen-BN
+    fine-tuning (``freeze_bn=True``) and full fine-tuning (the defaults).
 
     Shapes:
         images ``[B, 3, H, W]`` in ``[0, 1]``, segments ``[B, H, W]``, pos ``[N, 2]``,
@@ -194,21 +246,38 @@ class RegionFeatures(nn.Module):
         self,
         name: str = "resnet18",
         return_nodes: list[str] | tuple[str, ...] | str = ("layer2",),
+        last_stage: str | None = "layer4",
         weights: str | None = None,
         weights_fallback: str = "error",
         trainable: bool = True,
+        freeze_bn: bool = False,
+        lr_scale: float = 1.0,
+        mean: list[float] | tuple[float, ...] | None = None,
+        std: list[float] | tuple[float, ...] | None = None,
     ) -> None:
         super().__init__()
         nodes = [return_nodes] if isinstance(return_nodes, str) else list(return_nodes)
         if not nodes:
             raise ValueError(f"backbone.return_nodes of {name} is empty: name at least one layer")
+        if not lr_scale > 0:
+            raise ValueError(
+                f"backbone.lr_scale={lr_scale!r}: must be > 0 (backbone.trainable=false freezes it)"
+            )
         self.name, self.return_nodes, self.trainable = name, nodes, trainable
-        model, mean, std = load_backbone(name, weights, weights_fallback)
+        self.last_stage = last_stage
+        self.freeze_bn, self.lr_scale = freeze_bn, float(lr_scale)
+        model, weights_mean, weights_std = load_backbone(name, weights, weights_fallback)
+        mean = normalisation("mean", mean, weights_mean)
+        std = normalisation("std", std, weights_std)
+        if freeze_bn:
+            freeze_batch_norm(model)
         self.body = create_feature_extractor(model, {n: f"f{i}" for i, n in enumerate(nodes)})
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        self.body.eval()  # the probe below must not move BatchNorm's running statistics
         with torch.no_grad():
             maps = self.body(torch.zeros(1, 3, 64, 64)).values()
+        self.body.train()
         self.channels = [int(m.shape[1]) for m in maps]
         self.out_channels = sum(self.channels)
         if not trainable:
@@ -236,5 +305,6 @@ class RegionFeatures(nn.Module):
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}({self.name}, return_nodes={self.return_nodes}, "
-            f"out_channels={self.out_channels}, trainable={self.trainable})"
+            f"out_channels={self.out_channels}, trainable={self.trainable}, "
+            f"freeze_bn={self.freeze_bn}, lr_scale={self.lr_scale})"
         )

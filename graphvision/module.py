@@ -206,18 +206,28 @@ class GraphVisionModule(L.LightningModule):
             checkpoint["state_dict"] = fill_missing(checkpoint["state_dict"], self.state_dict())
 
     def make_optimizer(self, fused: bool = False) -> torch.optim.AdamW:
-        """AdamW over the trainable parameters, without weight decay on biases and norms.
-        ``fused``: PyTorch's single-kernel step (several times faster per step on CPU)."""
-        decay = [p for p in self.parameters() if p.requires_grad and p.ndim >= 2]
-        no_decay = [p for p in self.parameters() if p.requires_grad and p.ndim < 2]
-        return torch.optim.AdamW(
-            [
-                {"params": decay, "weight_decay": self.hparams.weight_decay},
-                {"params": no_decay, "weight_decay": 0.0},
-            ],
-            lr=self.hparams.lr,
-            fused=fused,
-        )
+        """AdamW over the trainable parameters, without weight decay on biases and norms; the
+        backbone's in groups of their own at ``lr * model.backbone.lr_scale``. ``fused``:
+        PyTorch's single-kernel step (several times faster per step on CPU)."""
+        lr, decay = self.hparams.lr, self.hparams.weight_decay
+        backbone = self.net.features
+        scale = float(getattr(backbone, "lr_scale", 1.0))
+        inside = {id(p) for p in backbone.parameters()}
+        groups = []
+        for name, params, group_lr in (
+            ("backbone", list(backbone.parameters()), lr * scale),
+            ("rest", [p for p in self.parameters() if id(p) not in inside], lr),
+        ):
+            params = [p for p in params if p.requires_grad]
+            for suffix, wd, kept in (
+                ("", decay, [p for p in params if p.ndim >= 2]),
+                ("_no_decay", 0.0, [p for p in params if p.ndim < 2]),
+            ):
+                if kept:
+                    groups.append(
+                        {"params": kept, "weight_decay": wd, "lr": group_lr, "name": name + suffix}
+                    )
+        return torch.optim.AdamW(groups, lr=lr, fused=fused)
 
     def configure_optimizers(self):
         # Lightning's mixed-precision plugins refuse to clip gradients of a fused optimizer
