@@ -249,3 +249,36 @@ def test_pairwise_relations_equal_the_scalar_rule_on_random_and_boundary_layouts
             assert index.T.tolist() == [list(p) for p in pairs]
             assert labels.tolist() == [relation(boxes[i], boxes[j], centres[i], centres[j])
                                        for i, j in pairs]  # fmt: skip
+
+
+def test_a_padded_crop_shifts_the_image_by_whole_pixels_with_black_past_the_edge(scene):
+    """CIFAR's padded crop (``pad``): a shift by 8 px right and 4 px down is the image moved
+    by exactly those pixels, black where it comes from past the edge; the label map moves
+    alike and its border takes the regions beside it (every pixel keeps a region); the
+    objects follow the shift."""
+    t = Transform(centre=(0.5 - 8 / 64, 0.5 - 4 / 64))  # the source square starts at (-8, -4)
+    moved = transform_entry(scene, t, OBJECTS)
+    image = scene["image"]
+    assert torch.equal(moved["image"][:, 4:, 8:], image[:, :-4, :-8])
+    assert int(moved["image"][:, :4].max()) == 0 and int(moved["image"][:, :, :8].max()) == 0
+    regions = int(moved["segments"].max()) + 1
+    assert moved["x"].shape[0] == regions and int(moved["segments"].min()) == 0
+    boxes = {c: [x + 8, y + 4, w, h] for c, (x, y, w, h) in BOXES.items()}
+    clipped = {c: [x, y, min(w, 64 - x), min(h, 64 - y)] for c, (x, y, w, h) in boxes.items()}
+    fresh = object_targets(list(_annotations(clipped)), 64, 64, {1: 0, 2: 1, 3: 2},
+                           moved["segments"].numpy(), OBJECTS)  # fmt: skip
+    _assert_same_targets(moved, fresh)
+
+
+def test_pad_draws_crops_past_the_edges_within_the_pad():
+    """``sample_transform`` with ``pad``: centres reach at most ``pad`` past the no-padding
+    range, and do reach past it."""
+    from graphvision.data.augment import sample_transform
+
+    cfg = AugmentConfig(flip=0.5, min_scale=1.0, rotate=0.0, colour=0.0, pad=0.125)
+    rng = np.random.default_rng(0)
+    centres = np.array([sample_transform(rng, cfg).centre for _ in range(400)])
+    assert centres.min() >= 0.5 - 0.125 and centres.max() <= 0.5 + 0.125
+    assert centres.min() < 0.5 - 0.1 and centres.max() > 0.5 + 0.1
+    none = AugmentConfig(flip=0.0, min_scale=1.0, rotate=0.0, colour=0.0)
+    assert {sample_transform(rng, none).centre for _ in range(20)} == {(0.5, 0.5)}

@@ -27,6 +27,7 @@ def test_every_group_has_its_options():
     assert options("model/task") == ["classification", "scene_graph"]
     assert options("trainer") == ["cpu", "ddp", "default", "gpu"]
     assert options("experiment") == [
+        "cifar10",
         "coco_relations",
         "folder_classification",
         "seed_folder",
@@ -99,6 +100,7 @@ def test_callback_and_logger_options(group, tmp_path):
 def test_experiment_options_compose(option, tmp_path):
     cfg = compose_cfg(overrides=[f"experiment={option}"], tmp=tmp_path)
     expected = {
+        "cifar10": "ImageFolderDataModule",
         "synthetic_relations": "SyntheticDataModule",
         "coco_relations": "CocoDataModule",
         "folder_classification": "ImageFolderDataModule",

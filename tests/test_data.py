@@ -317,3 +317,28 @@ def test_image_folders_follow_torchvision_conventions(tmp_path):
         match=r"emu/: the class folder holds no images.*'emu' would have no examples",
     ):
         folder_images(tmp_path, "train", folder_classes(tmp_path, "train"))
+
+
+def test_image_folder_per_class_takes_the_first_images_of_every_class(tmp_path):
+    """``data.per_class``: at most n images of each class per split, the first by path, in
+    class order; a split left out keeps all; a bad count is refused naming the key."""
+    from tests.conftest import make_image_folder
+
+    root = make_image_folder(tmp_path / "folder", per_class=4)
+    whole = ImageFolderDataModule(root=str(root), cache_dir=str(tmp_path / "c"))
+    dm = ImageFolderDataModule(root=str(root), cache_dir=str(tmp_path / "c"),
+                               per_class={"train": 2, "val": None})  # fmt: skip
+    classes = len(whole.info["classes"])
+    jobs = dm.jobs("train")
+    assert len(jobs) == 2 * classes
+    expected = []
+    for c in range(classes):
+        expected += [j.path for j in whole.jobs("train") if j.label == c][:2]
+    assert [j.path for j in jobs] == expected
+    ids = {j.path: j.image_id for j in whole.jobs("train")}
+    assert [j.image_id for j in jobs] == [ids[j.path] for j in jobs]  # the whole split's ids
+    assert [j.path for j in dm.jobs("val")] == [j.path for j in whole.jobs("val")]
+    with pytest.raises(ValueError, match="data.per_class.train"):
+        ImageFolderDataModule(root=str(root), per_class={"train": 0})
+    with pytest.raises(ValueError, match="data.per_class.test"):
+        ImageFolderDataModule(root=str(root), per_class={"test": 3})

@@ -45,6 +45,7 @@ class AugmentConfig:
     min_scale: float = 0.6  # the crop's side, as a fraction of the image's, is in [min_scale, 1]
     rotate: float = 10.0  # degrees, at most, either way
     colour: float = 0.2  # brightness, contrast and saturation scaled by 1 +- this, at most
+    pad: float = 0.0  # the crop may reach this far (of the image's side) past each edge
     seed: int = 0  # with the epoch and the image's index, seeds every draw
 
 
@@ -81,24 +82,28 @@ class Transform:
 
 
 def sample_transform(rng: np.random.Generator, cfg: AugmentConfig) -> Transform:
-    """A random :class:`Transform` whose turned square lies inside the image (no padding)."""
+    """A random :class:`Transform` whose turned square lies inside the image, or reaches up
+    to ``cfg.pad`` past its edges (CIFAR's padded crops: black pixels there)."""
     flip = bool(rng.random() < cfg.flip)
     angle = math.radians(rng.uniform(-cfg.rotate, cfg.rotate))
     scale = rng.uniform(cfg.min_scale, 1.0)
     spread = abs(math.cos(angle)) + abs(math.sin(angle))  # the turned square's extent / side
     scale = min(scale, 1.0 / spread)
     half = scale * spread / 2
-    centre = (rng.uniform(half, 1 - half), rng.uniform(half, 1 - half))
+    low, high = half - cfg.pad, 1 - half + cfg.pad
+    centre = (rng.uniform(low, high), rng.uniform(low, high))
     jitter = [rng.uniform(1 - cfg.colour, 1 + cfg.colour) for _ in range(3)]
     return Transform(flip, scale, angle, centre, *jitter)
 
 
-def _sample(maps: torch.Tensor, t: Transform, mode: str) -> torch.Tensor:
-    """``maps [K, H, W]`` float resampled on ``t``'s grid."""
+def _sample(maps: torch.Tensor, t: Transform, mode: str, padding: str = "zeros") -> torch.Tensor:
+    """``maps [K, H, W]`` float resampled on ``t``'s grid; outside the image ``padding``
+    (``grid_sample``'s: ``zeros`` or ``border``)."""
     k, h, w = maps.shape
     theta = torch.as_tensor(t.matrix(), dtype=torch.float32)[None]
     grid = F.affine_grid(theta, [1, 1, h, w], align_corners=False).expand(k, h, w, 2)
-    return F.grid_sample(maps[:, None], grid, mode=mode, align_corners=False)[:, 0]
+    out = F.grid_sample(maps[:, None], grid, mode=mode, padding_mode=padding, align_corners=False)
+    return out[:, 0]
 
 
 def jitter_colour(image: torch.Tensor, t: Transform) -> torch.Tensor:
@@ -120,7 +125,8 @@ def transform_entry(entry: dict, t: Transform, objects: ObjectConfig) -> dict:
     if (t.brightness, t.contrast, t.saturation) != (1.0, 1.0, 1.0):
         image = jitter_colour(image, t)
     rgb = (image * 255.0).round().clamp(0, 255).to(torch.uint8)  # (3, H, W)
-    labels = _sample(entry["segments"].float()[None], t, "nearest")[0].round().long()
+    # a padded border (``pad``) belongs to the region at the edge beside it
+    labels = _sample(entry["segments"].float()[None], t, "nearest", "border")[0].round().long()
     graph = region_graph(rgb.permute(1, 2, 0).numpy(), labels.numpy())
     out = {
         "image": rgb,

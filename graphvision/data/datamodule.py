@@ -495,18 +495,42 @@ class SyntheticDataModule(GeneratedData, CocoDataModule):
 
 class ImageFolderDataModule(RegionGraphDataModule):
     """Single-label classification from ``root/{train,val}/<class>/*`` (any of
-    :data:`~graphvision.data.images.IMAGE_SUFFIXES`)."""
+    :data:`~graphvision.data.images.IMAGE_SUFFIXES`).
 
-    def __init__(self, root: str = "data/folder", **kwargs) -> None:
+    Args:
+        root: the folder holding ``train/`` and ``val/``.
+        per_class: at most this many images of each class (the first, by path) per split,
+            ``{"train": n, "val": n}`` (null or a missing split: all): a class-balanced
+            subset, where ``limit_images`` takes the first images of the first classes.
+    """
+
+    def __init__(self, root: str = "data/folder", per_class: dict | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.root = Path(root)
+        self.per_class = dict(per_class or {})
+        for split, n in self.per_class.items():
+            if split not in self.splits or not (n is None or (isinstance(n, int) and n >= 1)):
+                raise ValueError(
+                    f"data.per_class.{split}={n!r}: give the splits {list(self.splits)} an "
+                    "integer >= 1 each, or null for every image"
+                )
 
     def jobs(self, split: str) -> list[ImageJob]:
         classes = folder_classes(self.root, "train")
-        return [
+        jobs = [
             ImageJob(path=str(p), image_id=i, label=c)
             for i, (p, c) in enumerate(folder_images(self.root, split, classes))
-        ]
+        ]  # ids over the whole split: a subset's cache entries are the whole split's
+        limit = self.per_class.get(split)
+        if limit is None:
+            return jobs
+        taken = [0] * len(classes)
+        kept = []
+        for job in jobs:
+            if taken[job.label] < limit:
+                taken[job.label] += 1
+                kept.append(job)
+        return kept
 
     @property
     def info(self) -> dict:
