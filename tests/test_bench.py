@@ -287,3 +287,51 @@ def test_bench_tokens_json(tmp_path):
     # MiniLM's 512 learned positions, one of them the CLS token's
     assert token_limit(build_stage("pretrained_lm", 128)) == 511
     assert token_limit(build_stage("transformer", 128)) is None
+
+
+def test_bench_prepare_of_an_image_folder(tmp_path):
+    """``--folder``: an image folder's pre-processing at conf/experiment/cifar10.yaml's
+    regions (or those given), ``--limit`` images of each class per split, and the whole
+    folder's extrapolation from the 1-worker rate."""
+    from tests.conftest import make_image_folder
+
+    root = make_image_folder(tmp_path / "folder", per_class=4)
+    out = tmp_path / "prepare.json"
+    result = bench.main(["prepare", "--out", str(out), "--folder", str(root), "--limit", "1",
+                         "--n-segments", "16", "--backend", "grid", "--workers", "1",
+                         "--stage-images", "2"])  # fmt: skip
+    assert result["regions"]["size"] == [32, 32] and result["regions"]["n_segments"] == 16
+    classes = len(list((root / "train").iterdir()))
+    assert result["build_1_workers"]["images"] == 2 * classes  # one of each class per split
+    assert result["regions_per_image"] == 16.0
+    whole = result["whole_folder"]
+    assert whole["images"] == len(list(root.glob("*/*/*.png")))
+    b1 = result["build_1_workers"]["images_per_s"]
+    assert whole["minutes_1_worker"] == round(whole["images"] / b1 / 60, 1)
+    assert "targets" not in result["stage_ms_per_image"]
+
+
+def test_bench_train_against_the_cnn_alone_on_an_image_folder(tmp_path, monkeypatch):
+    """``--baseline cnn_baseline`` with ``experiment=cifar10`` on an image folder: the full
+    step of the pipeline against the whole training step of model=cnn_baseline on the same
+    batch (the first images of the folder)."""
+    from graphvision.bench import train as bench_train
+    from tests.conftest import make_image_folder
+
+    root = make_image_folder(tmp_path / "folder", per_class=4)
+    built = []
+    original = bench_train.full_step_of
+
+    def spy(module, batch, device="cpu", precision="32"):
+        built.append((type(module.net).__name__, batch.num_graphs))
+        return original(module, batch, device, precision)
+
+    monkeypatch.setattr(bench_train, "full_step_of", spy)
+    result = bench.main(["train", "--out", str(tmp_path / "t.json"), "--batch-size", "4",
+                         "--repeats", "1", "--regions", "--baseline", "cnn_baseline",
+                         "--override", "experiment=cifar10", "--override", f"data.root={root}",
+                         "--override", "model.dim=32"])  # fmt: skip
+    assert built == [("GraphVisionNet", 4), ("BackboneNet", 4)]
+    assert result["baseline"] == "cnn_baseline" and result["image_size"] == [32, 32]
+    d = result["default"]
+    assert d["full_over_backbone_time"] > 0 and d["backbone_step_images_per_s"] > 0

@@ -1,10 +1,11 @@
 """``python -m graphvision.bench prepare``: pre-processing throughput of a COCO-layout root
-(coco_tiny by default) with 1, 2 and all cores' worker processes (``--workers``), what one
-worker spends per image stage by stage (JPEG decoding at full and at reduced scale, resize,
-regions, targets, cache key, writing), the disk taken per 1,000 cached images, loading
-the same from the cache, and what these extrapolate to for COCO 2017's 118,287 training
-images; at ``conf/data/coco.yaml``'s region settings or those given (``--size``,
-``--n-segments``, ``--backend``)."""
+(coco_tiny by default), or of an image folder (``--folder``, such as CIFAR-10), with 1, 2 and
+all cores' worker processes (``--workers``), what one worker spends per image stage by stage
+(JPEG decoding at full and at reduced scale, resize, regions, targets, cache key, writing),
+the disk taken per 1,000 cached images, loading the same from the cache, and what these
+extrapolate to for COCO 2017's 118,287 training images (a folder: for all its images); at
+``conf/data/coco.yaml``'s region settings (a folder: ``conf/experiment/cifar10.yaml``'s) or
+those given (``--size``, ``--n-segments``, ``--backend``)."""
 
 from __future__ import annotations
 
@@ -15,14 +16,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from graphvision.bench.common import coco_region_settings, coco_root
+from graphvision.bench.common import BenchmarkInputError, coco_region_settings, coco_root
 
 log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root", help="COCO-layout root (default: $GRAPHVISION_COCO_TINY)")
-    parser.add_argument("--limit", type=int, default=None, help="images per split (default: all)")
+    parser.add_argument("--folder", help="an image folder ROOT/{train,val}/<class>/ instead of "
+                        "COCO (regions of conf/experiment/cifar10.yaml)")  # fmt: skip
+    parser.add_argument("--limit", type=int, default=None, help="images per split (default: "
+                        "all; a folder: as many of each class)")  # fmt: skip
     parser.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=None,
                         help="working resolution (default: conf/data/coco.yaml's)")  # fmt: skip
     parser.add_argument("--n-segments", type=int, default=None,
@@ -77,43 +81,71 @@ def stage_times(jobs, regions, objects, cache_dir: Path) -> dict:
         rgb, size = timed("decode_reduced", decode_image, job.path, job.expected_size, regions.size)
         image = timed("resize", resize_image, rgb, regions.size)
         graph = timed("regions", lambda im: region_graph(im, slic_superpixels(im, regions)), image)
-        index = {cid: i for i, cid in enumerate(job.category_ids)}
-        targets = timed("targets", object_targets, list(job.annotations), *size, index,
-                        graph["segments"], objects)  # fmt: skip
         key = timed("cache_key", job.key, regions, objects)
         entry = graph_tensors({"image": image, **graph}, job.image_id)  # as build_entry's
-        entry.update({k: torch.from_numpy(v) for k, v in targets.items()})
+        if job.category_ids:  # COCO's objects (an image folder's photos have a class alone)
+            index = {cid: i for i, cid in enumerate(job.category_ids)}
+            targets = timed("targets", object_targets, list(job.annotations), *size, index,
+                            graph["segments"], objects)  # fmt: skip
+            entry.update({k: torch.from_numpy(v) for k, v in targets.items()})
         timed("write", save_entry, entry, entry_path(cache_dir, key))
     out = {name: round(statistics.median(ms), 2) for name, ms in times.items()}
     out["total_reduced"] = round(sum(v for k, v in out.items() if k != "decode_full_size"), 2)
     return out
 
 
+def folder_region_settings() -> dict:
+    """``conf/experiment/cifar10.yaml``'s regions over ``conf/data/image_folder.yaml``'s."""
+    from omegaconf import OmegaConf
+
+    from graphvision.utils import CONFIG_DIR
+
+    base = OmegaConf.load(Path(CONFIG_DIR) / "data" / "image_folder.yaml").regions
+    cifar = OmegaConf.load(Path(CONFIG_DIR) / "experiment" / "cifar10.yaml").data.regions
+    return OmegaConf.to_container(OmegaConf.merge(base, cifar))
+
+
 def region_settings(args) -> dict:
-    """``conf/data/coco.yaml``'s ``regions`` block with the command's changes."""
-    regions = coco_region_settings()
+    """The ``regions`` block measured (COCO's or the folder's) with the command's changes."""
+    regions = folder_region_settings() if args.folder else coco_region_settings()
     given = {"size": args.size, "n_segments": args.n_segments, "backend": args.backend}
     return {**regions, **{k: v for k, v in given.items() if v is not None}}
+
+
+def datamodule(args, regions: dict, cache: Path, workers: int):
+    """The DataModule whose ``prepare_data`` is timed: COCO's, or an image folder's with
+    ``--limit`` images of each class per split."""
+    if not args.folder:
+        from graphvision.data import CocoDataModule
+
+        return CocoDataModule(root=str(coco_root(args.root)), cache_dir=str(cache),
+                              prepare_workers=workers, regions=regions, in_memory=False,
+                              limit_images=args.limit)  # fmt: skip
+    from graphvision.data import ImageFolderDataModule
+
+    if not (Path(args.folder) / "train").is_dir():
+        raise BenchmarkInputError(f"--folder {args.folder}: no train/ folder (ROOT/train/<class>/)")
+    per_class = {"train": args.limit, "val": args.limit} if args.limit else None
+    return ImageFolderDataModule(root=args.folder, cache_dir=str(cache), prepare_workers=workers,
+                                 regions=regions, in_memory=False, per_class=per_class)  # fmt: skip
 
 
 def run(args) -> dict:
     """Images per second building the cache with each number of workers (each into an
     empty cache), the stages of one worker, the disk per 1,000 entries, loading every entry
     back, and the extrapolation to COCO 2017's training split."""
-    from graphvision.data import CocoDataModule
     from graphvision.data.datamodule import available_cores
 
-    root = coco_root(args.root)
     regions = region_settings(args)
     cores = available_cores()
     workers_list = sorted(set(args.workers or [2, cores]) | {1})  # 1: the baseline, always
-    log.info("prepare: %s, regions %s, workers %s", root, regions, workers_list)
+    log.info("prepare: %s, regions %s, workers %s", args.folder or args.root, regions,
+             workers_list)  # fmt: skip
     out: dict = {"regions": regions, "cores": cores, "workers": workers_list}
     with tempfile.TemporaryDirectory() as tmp:
         for workers in workers_list:
             cache = Path(tmp) / f"cache{workers}"
-            dm = CocoDataModule(root=str(root), cache_dir=str(cache), prepare_workers=workers,
-                                regions=regions, in_memory=False, limit_images=args.limit)  # fmt: skip
+            dm = datamodule(args, regions, cache, workers)
             images = sum(len(dm.split_jobs(split)) for split in dm.splits)
             cpu0, t0 = cpu_seconds(), time.perf_counter()
             dm.prepare_data()
@@ -156,15 +188,28 @@ def run(args) -> dict:
         )
     out["ratio_cache_vs_build_1_worker"] = round(out["load_from_cache"]["images_per_s"] / b1, 1)
     most = max(workers_list)
-    out["coco_train2017"] = {
-        "images": COCO_TRAIN_IMAGES,
-        "hours_1_worker": round(COCO_TRAIN_IMAGES / b1 / 3600, 2),
-        f"hours_{most}_workers": round(
-            COCO_TRAIN_IMAGES / out[f"build_{most}_workers"]["images_per_s"] / 3600, 2
-        ),
-        "disk_gb": round(out["disk_mb_per_1000_images"] * COCO_TRAIN_IMAGES / 1000 / 1024, 1),
-    }
+    if args.folder:  # every image of the folder's two splits, in minutes
+        from graphvision.data import ImageFolderDataModule
+
+        full = ImageFolderDataModule(root=args.folder)
+        images = sum(len(full.jobs(split)) for split in full.splits)
+        out["whole_folder"] = extrapolation(out, images, most, "minutes", 60, 1)
+    else:
+        out["coco_train2017"] = extrapolation(out, COCO_TRAIN_IMAGES, most, "hours", 3600, 2)
     return out
+
+
+def extrapolation(out: dict, images: int, most: int, unit: str, seconds: int, digits: int):
+    """How long ``images`` take to build with 1 and with ``most`` workers (in ``unit``, of
+    ``seconds`` each) at the measured rates, and the disk they take."""
+    rate_1 = out["build_1_workers"]["images_per_s"]
+    rate_most = out[f"build_{most}_workers"]["images_per_s"]
+    return {
+        "images": images,
+        f"{unit}_1_worker": round(images / rate_1 / seconds, digits),
+        f"{unit}_{most}_workers": round(images / rate_most / seconds, digits),
+        "disk_gb": round(out["disk_mb_per_1000_images"] * images / 1000 / 1024, 2),
+    }
 
 
 def summary(result: dict) -> str:
@@ -184,8 +229,14 @@ def summary(result: dict) -> str:
         lines.append(
             "  one worker, ms per image: " + ", ".join(f"{k} {v}" for k, v in stages.items())
         )
-    coco = result["coco_train2017"]
     most = max(result["workers"])
+    if "whole_folder" in result:
+        whole = result["whole_folder"]
+        lines.append(f"  the whole folder ({whole['images']:,} images): {whole['minutes_1_worker']} "
+                     f"min with 1 worker, {whole[f'minutes_{most}_workers']} min with {most}; "
+                     f"{whole['disk_gb']} GB")  # fmt: skip
+        return "\n".join(lines)
+    coco = result["coco_train2017"]
     lines.append(f"  COCO train2017 ({coco['images']:,} images): {coco['hours_1_worker']} h with 1 "
                  f"worker, {coco[f'hours_{most}_workers']} h with {most}; {coco['disk_gb']} GB")  # fmt: skip
     return "\n".join(lines)

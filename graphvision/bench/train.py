@@ -29,6 +29,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "trainer.precision=bf16-mixed runs them")  # fmt: skip
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the backbone (the CNN trunk) for both steps")  # fmt: skip
+    parser.add_argument("--baseline", choices=["backbone", "cnn_baseline"], default="backbone",
+                        help="what the full step is compared with: the backbone's feature maps "
+                        "alone, or the whole training step of model=cnn_baseline (the CNN "
+                        "alone, with its heads and losses) on the same batch")  # fmt: skip
     parser.add_argument(
         "--override",
         action="append",
@@ -38,13 +42,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def module_and_batch(
-    n_segments: int, batch_size: int, data_dir: Path, overrides: list[str] | None = None
+    n_segments: int | None, batch_size: int, data_dir: Path, overrides: list[str] | None = None
 ):
     """The default config's model (plus ``overrides``, Hydra syntax) and one training batch
-    of ``batch_size`` synthetic scenes segmented into about ``n_segments`` regions."""
+    of ``batch_size`` images (synthetic scenes, or the first images of the data the overrides
+    name, e.g. ``experiment=cifar10 data.root=...``) segmented into about ``n_segments``
+    regions (None: the data config's own)."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.utils import instantiate
+    from omegaconf import open_dict
     from torch_geometric.data import Batch
 
     from graphvision.utils import CONFIG_DIR
@@ -56,14 +63,18 @@ def module_and_batch(
             overrides=[
                 f"paths.data_dir={data_dir}",
                 "paths.output_dir=.",
-                f"data.num_train={max(32, batch_size)}",
-                "data.num_val=1",
-                f"data.regions.n_segments={n_segments}",
                 f"data.batch_size={batch_size}",
                 "data.prepare_workers=2",
                 *(overrides or []),
             ],
         )
+    with open_dict(cfg):
+        if "num_train" in cfg.data:  # generated scenes: just enough of them
+            cfg.data.num_train, cfg.data.num_val = max(32, batch_size), 1
+        else:  # data on disk: its first images
+            cfg.data.limit_images = max(32, batch_size)
+        if n_segments is not None:
+            cfg.data.regions.n_segments = n_segments
     dm = instantiate(cfg.data)
     dm.prepare_data()
     dm.setup("fit")
@@ -164,15 +175,23 @@ def run(args) -> dict:
     out: dict = {"batch_size": args.batch_size, "overrides": args.override,
                  "device": args.device, "precision": args.precision, "compile": args.compile}  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
-        module, batch = module_and_batch(100, args.batch_size, Path(tmp) / "d100", args.override)
+        data = Path(tmp) / "default"
+        module, batch = module_and_batch(None, args.batch_size, data, args.override)
         module, batch = on_device(module, batch, args)
         out["model"] = {
-            "gnn": module.hparams.gnn.get("layer"),
-            "sequence": module.hparams.sequence["_target_"].rsplit(".", 1)[-1],
+            "gnn": (module.hparams.gnn or {}).get("layer"),
+            "sequence": (module.hparams.sequence or {}).get("_target_", "").rsplit(".", 1)[-1],
         }
         out["image_size"] = list(batch.image.shape[-2:])
+        out["baseline"] = args.baseline
         full_step = full_step_of(module, batch, args.device, args.precision)
-        backbone_step = backbone_step_of(module, batch, args.device, args.precision)
+        if args.baseline == "cnn_baseline":  # the same batch through the CNN alone
+            cnn, _ = module_and_batch(None, args.batch_size, data, [*args.override,
+                                                                   "model=cnn_baseline"])  # fmt: skip
+            cnn, _ = on_device(cnn, batch, args)
+            backbone_step = full_step_of(cnn, batch, args.device, args.precision)
+        else:
+            backbone_step = backbone_step_of(module, batch, args.device, args.precision)
         started = time.perf_counter()
         full_step()  # the first step: compiling, allocating
         out["first_step_seconds"] = round(time.perf_counter() - started, 2)
@@ -219,8 +238,9 @@ def summary(result: dict) -> str:
         f"\ntrain step on {result['device']} ({result['precision']}"
         f"{', backbone compiled' if result['compile'] else ''}), {result['model']}, batch "
         f"{result['batch_size']} at {size}, {d['regions_per_image']} regions/img: full "
-        f"{d['full_step_images_per_s']} img/s, backbone alone {d['backbone_step_images_per_s']} "
-        f"img/s -> full/backbone time {d['full_over_backbone_time']:.3f}x (pair by pair "
+        f"{d['full_step_images_per_s']} img/s, "
+        f"{'the CNN alone (model=cnn_baseline)' if result.get('baseline') == 'cnn_baseline' else 'backbone alone'} "
+        f"{d['backbone_step_images_per_s']} img/s -> full/baseline time {d['full_over_backbone_time']:.3f}x (pair by pair "
         f"{d['pair_ratio_min_max'][0]:.3f}-{d['pair_ratio_min_max'][1]:.3f}x); first step "
         f"{result['first_step_seconds']} s"
     ]
