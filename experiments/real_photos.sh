@@ -17,7 +17,10 @@ ROOT=${2:-logs/real_photos}
 PY=${PYTHON:-python3}
 mkdir -p "$ROOT"
 ROOT=$(cd "$ROOT" && pwd)
-COMMON=(experiment=coco_relations "data.root=$COCO_TINY" seed=0,1,2)
+# the recipe these numbers were measured with, before experiments/recipe.sh changed the
+# experiment (every loss weight 1; each run names its augmentation): pinned, so they regenerate
+COMMON=(experiment=coco_relations "data.root=$COCO_TINY" seed=0,1,2
+        model.task.loss_weights.scene=1)
 $PY -m graphvision.train -m "${COMMON[@]}" data/augment=none \
     'model.backbone.return_nodes=[layer2],[layer2,layer3,layer4]' \
     hydra.sweep.dir="$ROOT/depths" >"$ROOT/depths.log" 2>&1

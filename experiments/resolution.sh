@@ -18,7 +18,10 @@ ROOT=${2:-logs/resolution}
 PY=${PYTHON:-python3}
 mkdir -p "$ROOT"
 ROOT=$(cd "$ROOT" && pwd)
-COMMON=(experiment=coco_relations "data.root=$COCO_TINY" seed=0,1,2)
+# the recipe these numbers were measured with, before experiments/recipe.sh changed the
+# experiment (every loss weight 1, standard augmentation): pinned, so they regenerate
+COMMON=(experiment=coco_relations "data.root=$COCO_TINY" seed=0,1,2
+        model.task.loss_weights.scene=1 data/augment=standard)
 $PY -m graphvision.train -m "${COMMON[@]}" \
     'data.regions.size=[128,128],[160,160],[224,224],[320,320]' data.regions.n_segments=150,300 \
     hydra.sweep.dir="$ROOT/sweep" >"$ROOT/sweep.log" 2>&1
