@@ -5,8 +5,10 @@
 # one) and of the loader beside it (images/s with 0, 4, 8, 16 workers, pinned memory, at
 # the default batch size 32: 64 batches per epoch, so that 16 workers can all be busy);
 # then the default pipeline with trainer=gpu: train, evaluate the checkpoint on the GPU
-# (breakdowns included), predict on a validation image; wall times, metrics and the GPU's
-# peak memory and utilisation.
+# (breakdowns included), predict on a validation image; with CIFAR10 and WEIGHTS set,
+# experiment=cifar10 at the full budget (experiments/cifar10.sh: all 45,000 training photos,
+# 30 epochs, 3 seeds, the CNN alone and the pipeline from random and pretrained weights);
+# wall times, metrics and the GPU's peak memory and utilisation.
 #
 #   bash experiments/gpu_check.sh [WORK_DIR] [extra train overrides ...]
 #
@@ -98,6 +100,22 @@ if [ -n "$IMAGE" ]; then
     $PY -m graphvision.predict ckpt_path="$CKPT" image="$IMAGE" out_dir="$WORK/predict" \
         hydra.run.dir="$WORK/predict_run" >"$WORK/predict.log" 2>&1 || { tail -40 "$WORK/predict.log"; exit 1; }
     say "predict wrote: $(ls "$WORK/predict" | tr '\n' ' ')"
+fi
+
+# CIFAR-10 at the full budget (every training photo, 30 epochs) when CIFAR10 and WEIGHTS name
+# the image folder and the MobileNetV2 state dict (../shared/data/cifar10 and
+# ../shared/weights/...; copy them into the checkout for a machine without ../shared)
+if [ -n "${CIFAR10:-}" ] && [ -n "${WEIGHTS:-}" ]; then
+    say "== cifar10: PER_CLASS=null EPOCHS=${CIFAR_EPOCHS:-30} bash experiments/cifar10.sh"
+    t0=$(date +%s)
+    PER_CLASS=null EPOCHS=${CIFAR_EPOCHS:-30} ONLY=${CIFAR_GROUPS:-cnn pretrained} \
+        EXTRA="trainer=$TRAINER data.prepare_workers=8" PYTHON=$PY \
+        bash "$(dirname "$0")/cifar10.sh" "$CIFAR10" "$WEIGHTS" "$WORK/cifar10" \
+        >"$WORK/cifar10.log" 2>&1 || { tail -40 "$WORK/cifar10.log"; exit 1; }
+    say "cifar10 wall time: $(($(date +%s) - t0)) s"
+    for report in "$WORK"/cifar10/*/report.md; do
+        sed -n '/^| configuration/,/^$/p' "$report" | tee -a "$SUMMARY"
+    done
 fi
 
 if [ -n "${MONITOR:-}" ]; then
