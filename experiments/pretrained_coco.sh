@@ -47,7 +47,7 @@ if [ ! -e "$ROOT/grouping.done" ]; then
     grep -q 'model=default' "$job/.hydra/overrides.yaml" || continue
     for grouping in learned class; do
       $PY -m graphvision.eval ckpt_path="$job/checkpoints/last.ckpt" mode=sgdet \
-          grouping=$grouping hydra.run.dir="$job/eval_$grouping" >>"$ROOT/grouping.log" 2>&1
+          grouping=$grouping hydra.run.dir="$ROOT/grouping/$(basename "$job")_$grouping" >>"$ROOT/grouping.log" 2>&1
     done
   done
   touch "$ROOT/grouping.done"

@@ -509,7 +509,7 @@ class ImageFolderDataModule(RegionGraphDataModule):
         self.root = Path(root)
         self.per_class = dict(per_class or {})
         for split, n in self.per_class.items():
-            if split not in self.splits or not (n is None or (isinstance(n, int) and n >= 1)):
+            if split not in self.splits or not (n is None or (type(n) is int and n >= 1)):
                 raise ValueError(
                     f"data.per_class.{split}={n!r}: give the splits {list(self.splits)} an "
                     "integer >= 1 each, or null for every image"
