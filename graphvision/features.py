@@ -216,9 +216,9 @@ class RegionFeatures(nn.Module):
         name: torchvision model name (default ``resnet18``).
         return_nodes: the layers whose outputs are pooled, each over the regions at its own
             stride, and concatenated (default ``("layer2",)``: stride 8).
-        last_stage: the node a classifier pools (default ``"layer4"``, resnet18's); each
-            backbone config names its own, so that ``model=cnn_baseline`` pools it whatever
-            the backbone.
+        last_stage: the node a classifier pools (default ``"layer4"``, resnet18's): read by
+            the configs alone (``model=cnn_baseline`` sets ``return_nodes`` to it), so that
+            each backbone config names its own.
         weights: see :func:`load_backbone` (default ``None``); the input normalisation
             follows the weights' own transforms.
         weights_fallback: ``error`` or ``random`` (default ``error``).
@@ -264,7 +264,6 @@ class RegionFeatures(nn.Module):
                 f"backbone.lr_scale={lr_scale!r}: must be > 0 (backbone.trainable=false freezes it)"
             )
         self.name, self.return_nodes, self.trainable = name, nodes, trainable
-        self.last_stage = last_stage
         self.freeze_bn, self.lr_scale = freeze_bn, float(lr_scale)
         model, weights_mean, weights_std = load_backbone(name, weights, weights_fallback)
         mean = normalisation("mean", mean, weights_mean)

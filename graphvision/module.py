@@ -211,7 +211,7 @@ class GraphVisionModule(L.LightningModule):
         PyTorch's single-kernel step (several times faster per step on CPU)."""
         lr, decay = self.hparams.lr, self.hparams.weight_decay
         backbone = self.net.features
-        scale = float(getattr(backbone, "lr_scale", 1.0))
+        scale = backbone.lr_scale  # every network's features are a RegionFeatures
         inside = {id(p) for p in backbone.parameters()}
         groups = []
         for name, params, group_lr in (
