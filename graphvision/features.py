@@ -307,3 +307,38 @@ class RegionFeatures(nn.Module):
             f"out_channels={self.out_channels}, trainable={self.trainable}, "
             f"freeze_bn={self.freeze_bn}, lr_scale={self.lr_scale})"
         )
+
+
+class NoBackbone(nn.Module):
+    """No CNN (``model/backbone=none``): every region is its descriptors alone
+    (``model.descriptors``), as in the superpixel benchmarks, so that the graph and sequence
+    stages can be measured on their own. No parameters; the image is not read.
+
+    Args:
+        last_stage: ``None``, the key every backbone config has (there is no stage a
+            classifier could pool: ``model=cnn_baseline`` refuses this backbone).
+
+    Shapes:
+        images, segments, pos ``[N, 2]``, batch -> ``[N, 0]``.
+    """
+
+    out_channels = 0
+    channels: list[int] = []
+    lr_scale = 1.0
+    trainable = False
+
+    def __init__(self, last_stage: None = None) -> None:
+        super().__init__()
+
+    def forward(self, images, segments, pos, batch) -> torch.Tensor:
+        return pos.new_zeros(pos.size(0), 0)  # (N, 0)
+
+    def feature_maps(self, images: torch.Tensor) -> list[torch.Tensor]:
+        raise ValueError(
+            "model/backbone=none has no feature maps: choose a backbone (model/backbone=resnet18)"
+        )
+
+    feature_map = feature_maps
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"

@@ -3,7 +3,9 @@
 The layer is chosen by name (``model/gnn=gcn|gatv2|gine|gated_gcn|gps|none``; ``none``: no
 message passing, the region features go to the sequence stage unchanged); each block is
 pre-norm residual, ``h = h + dropout(act(conv(norm(h))))``, and layers that accept edge
-features get the encoded ``edge_attr``. ``gps`` uses PyG's ``GPSConv``, which carries its
+features get the encoded ``edge_attr``. ``gated_gcn`` is the GatedGCN of the graph
+benchmarks (:class:`GatedGCNConv`): its edges carry a state of their own, updated by every
+block the same way. ``gps`` uses PyG's ``GPSConv``, which carries its
 own residuals and norms (local GINE message passing + global attention). ``gcn``
 normalises the graph once per forward (:func:`normalized_adjacency`) and every layer
 multiplies by that sparse matrix.
@@ -15,11 +17,67 @@ import warnings
 
 import torch
 from torch import nn
-from torch_geometric.nn import GATv2Conv, GCNConv, GINEConv, GPSConv, ResGatedGraphConv
+from torch_geometric.nn import GATv2Conv, GCNConv, GINEConv, GPSConv
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
-from torch_geometric.utils import to_torch_csr_tensor
+from torch_geometric.utils import scatter, to_torch_csr_tensor
 
 LAYERS = ("gcn", "gatv2", "gine", "gated_gcn", "gps", "none")
+
+
+def gated_gcn(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    d: torch.Tensor,
+    e: torch.Tensor,
+    c: torch.Tensor,
+    edge_index: torch.Tensor,
+    eps: float = 1e-6,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """GatedGCN's aggregation (Bresson & Laurent's residual gated graph convnets with edge
+    gates, as the graph benchmarks use it), from the projections of the nodes and edges.
+
+    For an edge ``j -> i``: ``e_ij = D h_i + E h_j + C e_ij`` (the new edge state) and
+    ``h_i = A h_i + sum_j sigmoid(e_ij) * B h_j / (sum_j sigmoid(e_ij) + eps)``: each
+    neighbour's message weighted by its gate, the gates normalised over the neighbours.
+
+    Shapes:
+        a, b, d, e ``[N, C]`` (``A h`` ... ``E h``), c ``[E, C]`` (``C e``), edge_index
+        ``[2, E]`` (source ``j``, target ``i``) -> ``h [N, C]``, ``e_ij [E, C]``.
+    """
+    src, dst = edge_index
+    edge = d.index_select(0, dst) + e.index_select(0, src) + c  # (E, C)
+    gate = torch.sigmoid(edge)  # (E, C)
+    n = a.size(0)
+    num = scatter(gate * b.index_select(0, src), dst, dim=0, dim_size=n, reduce="sum")  # (N, C)
+    den = scatter(gate, dst, dim=0, dim_size=n, reduce="sum")  # (N, C)
+    return a + num / (den + eps), edge
+
+
+class GatedGCNConv(nn.Module):
+    """GatedGCN (:func:`gated_gcn`): node and edge states of one width, four node
+    projections (one matrix) and one edge projection, so the per-edge work is gathers and
+    gates, not matrix products.
+
+    Args:
+        channels: node and edge width.
+
+    Shapes:
+        x ``[N, channels]``, edge_index ``[2, E]``, edge ``[E, channels]`` ->
+        ``([N, channels], [E, channels])``.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.channels = channels
+        self.nodes = nn.Linear(channels, 4 * channels)  # A, B, D, E
+        self.edges = nn.Linear(channels, channels)  # C
+
+    def forward(self, x: torch.Tensor, edge_index: torch.Tensor, edge: torch.Tensor):
+        a, b, d, e = self.nodes(x).chunk(4, dim=1)  # each (N, C)
+        return gated_gcn(a, b, d, e, self.edges(edge), edge_index)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.channels})"
 
 
 def make_conv(layer: str, channels: int, heads: int, dropout: float, edge_dim: int) -> nn.Module:
@@ -40,8 +98,8 @@ def make_conv(layer: str, channels: int, heads: int, dropout: float, edge_dim: i
     if layer == "gine":
         mlp = nn.Sequential(nn.Linear(channels, channels), nn.GELU(), nn.Linear(channels, channels))
         return GINEConv(mlp, edge_dim=edge_dim)
-    if layer == "gated_gcn":
-        return ResGatedGraphConv(channels, channels, edge_dim=edge_dim)
+    if layer == "gated_gcn":  # its edge state has the nodes' width (RegionGNN encodes it so)
+        return GatedGCNConv(channels)
     if layer == "gps":
         mlp = nn.Sequential(nn.Linear(channels, channels), nn.GELU(), nn.Linear(channels, channels))
         return GPSConv(
@@ -78,7 +136,8 @@ class RegionGNN(nn.Module):
         num_layers: blocks (default 2; 0 is the identity; ignored with ``none``).
         heads: attention heads for ``gatv2`` and ``gps`` (default 4).
         dropout: default 0.0.
-        edge_channels: width of the shared edge-feature embedding each layer reads (default 16).
+        edge_channels: width of the shared edge-feature embedding each layer reads (default
+            16; ``gated_gcn``: ``channels``, its edge state, updated by each block).
 
     Shapes:
         x ``[N, channels]``, edge_index ``[2, E]``, edge_attr ``[E, edge_dim]``,
@@ -101,12 +160,16 @@ class RegionGNN(nn.Module):
         num_layers = 0 if layer == "none" else num_layers
         self.layer, self.num_layers, self.channels = layer, num_layers, channels
         self.uses_edges = layer not in ("gcn", "none")
+        edge_channels = channels if layer == "gated_gcn" else edge_channels
         self.edge_encoder = nn.Linear(edge_dim, edge_channels) if self.uses_edges else None
         self.convs = nn.ModuleList(
             make_conv(layer, channels, heads, dropout, edge_channels) for _ in range(num_layers)
         )
         self.norms = nn.ModuleList(
             nn.Identity() if layer == "gps" else nn.LayerNorm(channels) for _ in range(num_layers)
+        )
+        self.edge_norms = nn.ModuleList(
+            nn.LayerNorm(channels) for _ in range(num_layers if layer == "gated_gcn" else 0)
         )
         self.act, self.dropout = nn.GELU(), nn.Dropout(dropout)
 
@@ -120,8 +183,12 @@ class RegionGNN(nn.Module):
         e = self.edge_encoder(edge_attr) if self.edge_encoder is not None else None
         if self.layer == "gcn" and self.num_layers:
             adj = normalized_adjacency(edge_index, x.size(0))  # (N, N) sparse
-        for conv, norm in zip(self.convs, self.norms):
-            if self.layer == "gps":
+        for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
+            if self.layer == "gated_gcn":  # nodes and edges: pre-norm residual blocks both
+                h, edge = conv(norm(x), edge_index, self.edge_norms[i](e))
+                x = x + self.dropout(self.act(h))
+                e = e + self.dropout(self.act(edge))
+            elif self.layer == "gps":
                 x = conv(x, edge_index, batch, edge_attr=e)
             elif self.layer == "gcn":
                 # sparse products have no half-precision kernels: float32 under autocast too

@@ -13,7 +13,7 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
-from graphvision.regions import EDGE_FEATURES, NODE_FEATURES
+from graphvision.regions import EDGE_FEATURES, NODE_FEATURES, descriptor_columns
 from graphvision.sequence import SequenceStage
 from graphvision.tasks import Task
 
@@ -84,9 +84,15 @@ class GraphVisionNet(Net):
     task: the task config (``conf/model/task/``): a :class:`~graphvision.tasks.Task` built
         with ``info``, ``dim`` and ``dropout``; it holds the heads.
     backbone, gnn, sequence: stage configs (``_target_`` + arguments, ``conf/model/``); the
-        widths are filled in here.
+        widths are filled in here. ``model/backbone=none``
+        (:class:`~graphvision.features.NoBackbone`): no CNN, the regions are their
+        descriptors alone.
     dim: token width throughout.
     dropout: in the heads.
+    descriptors: the region descriptor columns (:data:`~graphvision.regions.NODE_FEATURES`)
+        beside the CNN features in each region's input: ``"all"`` (default) or a list of
+        column names (the superpixel benchmarks' colour and position:
+        :data:`~graphvision.regions.BENCHMARK_DESCRIPTORS`).
     """
 
     def __init__(
@@ -98,11 +104,21 @@ class GraphVisionNet(Net):
         sequence: dict,
         dim: int,
         dropout: float,
+        descriptors: str | list[str] = "all",
     ) -> None:
         super().__init__()
         self.features = instantiate(backbone)
+        columns = descriptor_columns(descriptors)
+        width = self.features.out_channels + len(columns)
+        if width == 0:
+            raise ValueError(
+                "model/backbone=none with model.descriptors=[] leaves the regions no features: "
+                "name descriptor columns (or all), or choose a backbone"
+            )
+        self.descriptors = [NODE_FEATURES[i] for i in columns]
+        self.register_buffer("columns", torch.tensor(columns, dtype=torch.long), persistent=False)
         self.node_encoder = nn.Sequential(
-            nn.Linear(self.features.out_channels + len(NODE_FEATURES), dim),
+            nn.Linear(width, dim),
             nn.GELU(),
             nn.Linear(dim, dim),
         )
@@ -110,10 +126,16 @@ class GraphVisionNet(Net):
         self.sequence: SequenceStage = instantiate(sequence, dim=dim)
         self.task: Task = instantiate(task, info=info, dim=dim, dropout=dropout)
 
-    def node_inputs(self, batch) -> torch.Tensor:
-        """Region embeddings before any context ``[N, dim]``: CNN features + descriptors."""
+    def region_inputs(self, batch) -> torch.Tensor:
+        """What each region is before the node encoder ``[N, C + D]``: its CNN features (none
+        with ``model/backbone=none``), then its chosen descriptor columns."""
         feats = self.features(batch.image, batch.segments, batch.pos, batch.batch)  # (N, C)
-        return self.node_encoder(torch.cat([feats, batch.x], dim=1))  # (N, d)
+        return torch.cat([feats, batch.x.index_select(1, self.columns)], dim=1)  # (N, C + D)
+
+    def node_inputs(self, batch) -> torch.Tensor:
+        """Region embeddings before any context ``[N, dim]``: the encoded
+        :meth:`region_inputs`."""
+        return self.node_encoder(self.region_inputs(batch))  # (N, d)
 
     def encode(self, batch, return_attention: bool = False, nodes: torch.Tensor | None = None):
         """The sequence stage's output (:class:`~graphvision.sequence.SequenceOutput`) that the

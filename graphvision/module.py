@@ -8,7 +8,7 @@ import math
 
 import lightning as L
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import nn
 
 from graphvision.baseline import BackboneNet
@@ -19,7 +19,11 @@ STAGES = ("val", "test")
 
 
 def _plain(cfg):
-    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+    return (
+        OmegaConf.to_container(cfg, resolve=True)
+        if isinstance(cfg, (DictConfig, ListConfig))
+        else cfg
+    )
 
 
 def build_net(
@@ -31,10 +35,11 @@ def build_net(
     sequence: dict | None,
     dim: int,
     dropout: float,
+    descriptors: str | list[str] = "all",
 ) -> Net:
     """The network ``model.net`` names: ``graph`` or ``backbone``."""
     if kind == "graph":
-        return GraphVisionNet(info, task, backbone, gnn, sequence, dim, dropout)
+        return GraphVisionNet(info, task, backbone, gnn, sequence, dim, dropout, descriptors)
     if kind == "backbone":
         return BackboneNet(info, task, backbone, dim, dropout)
     raise ValueError(f"model.net={kind!r}: choose graph or backbone (model=cnn_baseline)")
@@ -54,6 +59,9 @@ class GraphVisionModule(L.LightningModule):
         backbone, gnn, sequence: stage configs (``_target_`` + arguments).
         dim: token width throughout.
         dropout: in the heads.
+        descriptors: the region descriptor columns in each region's input (``graph``
+            networks): ``all`` (default) or a list of names
+            (:class:`~graphvision.model.GraphVisionNet`).
         lr, weight_decay: AdamW (no decay on biases and norms).
         warmup_fraction: linear warm-up share of all steps before the cosine decay.
         data_config: the DataModule config the model was trained with, kept in checkpoints
@@ -78,20 +86,27 @@ class GraphVisionModule(L.LightningModule):
         lr: float,
         weight_decay: float,
         warmup_fraction: float,
+        descriptors: str | list[str],
         data_config: dict | None = None,
     ) -> None:
         super().__init__()
+        if net == "backbone" and backbone.get("_target_") == "graphvision.features.NoBackbone":
+            raise ValueError(
+                "model=cnn_baseline is the backbone alone: it needs a backbone, not "
+                "model/backbone=none"
+            )
         # plain containers, so checkpoints load with torch.load(weights_only=True)
-        info, task, backbone, gnn, sequence, data_config = (
+        info, task, backbone, gnn, sequence, data_config, descriptors = (
             _plain(info),
             _plain(task),
             _plain(backbone),
             _plain(gnn),
             _plain(sequence),
             _plain(data_config),
+            _plain(descriptors),
         )
         self.save_hyperparameters()
-        self.net = build_net(net, info, task, backbone, gnn, sequence, dim, dropout)
+        self.net = build_net(net, info, task, backbone, gnn, sequence, dim, dropout, descriptors)
         self.metrics = nn.ModuleDict({stage: self.net.task.make_metrics() for stage in STAGES})
         #: find objects while validating (``sgdet``): None follows ``task.detect_every`` during
         #: training and always outside it (``trainer.validate``); True/False forces it
@@ -211,7 +226,7 @@ class GraphVisionModule(L.LightningModule):
         PyTorch's single-kernel step (several times faster per step on CPU)."""
         lr, decay = self.hparams.lr, self.hparams.weight_decay
         backbone = self.net.features
-        scale = backbone.lr_scale  # every network's features are a RegionFeatures
+        scale = backbone.lr_scale  # a RegionFeatures, or NoBackbone (no parameters)
         inside = {id(p) for p in backbone.parameters()}
         groups = []
         for name, params, group_lr in (

@@ -89,6 +89,28 @@ def trainer_config(trainer_cfg: DictConfig) -> DictConfig:
     return cfg
 
 
+def parameter_counts(module: torch.nn.Module) -> dict[str, int]:
+    """``parameters`` and ``trainable_parameters`` of ``module``, and the parameters of each
+    of its direct children (the network's stages: ``features``, ``gnn``, ...) by name."""
+    return {
+        "parameters": sum(p.numel() for p in module.parameters()),
+        "trainable_parameters": sum(p.numel() for p in module.parameters() if p.requires_grad),
+        **{
+            name: sum(p.numel() for p in child.parameters())
+            for name, child in module.named_children()
+        },
+    }
+
+
+def describe_parameters(counts: dict[str, int]) -> str:
+    """One log line of :func:`parameter_counts`: ``105,298 (105,298 trainable; features 0,
+    ...)``."""
+    stages = ", ".join(
+        f"{k} {v:,}" for k, v in counts.items() if k not in ("parameters", "trainable_parameters")
+    )
+    return f"{counts['parameters']:,} ({counts['trainable_parameters']:,} trainable; {stages})"
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fits the configured model and returns the final validation metrics."""
     epochs = cfg.trainer.get("max_epochs")
@@ -104,6 +126,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         cfg.model, info=info, data_config=portable_data_config(cfg.data)
     )
     log.info("task: %s", model.net.task.describe())
+    log.info("parameters: %s", describe_parameters(parameter_counts(model.net)))
     loggers = instantiate_all(cfg, "logger")
     log_run_config(cfg, loggers)
     trainer = hydra.utils.instantiate(
@@ -137,8 +160,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
             if hasattr(datamodule, "regions_per_image")
             else None
         ),
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        **{
+            k: v
+            for k, v in parameter_counts(model).items()
+            if k in ("parameters", "trainable_parameters")
+        },
     }
     (Path(cfg.paths.output_dir) / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return metrics

@@ -34,6 +34,17 @@ def coco_tiny() -> Path:
     return COCO_TINY
 
 
+CIFAR10 = Path(os.environ.get("GRAPHVISION_CIFAR10", ROOT.parent / "shared" / "data" / "cifar10"))
+
+
+@pytest.fixture(scope="session")
+def cifar10() -> str:
+    """CIFAR-10 as an image folder from $GRAPHVISION_CIFAR10 (default ../shared/data/cifar10)."""
+    if not (CIFAR10 / "train" / "airplane").is_dir():
+        pytest.skip(f"CIFAR-10 image folder not found at {CIFAR10} (set GRAPHVISION_CIFAR10)")
+    return str(CIFAR10)
+
+
 def compose_cfg(
     config_name: str = "train", overrides: list[str] | None = None, tmp: Path | None = None
 ):

@@ -18,7 +18,6 @@ WEIGHTS = os.environ.get(
     "GRAPHVISION_WEIGHTS",
     str(ROOT.parent / "shared" / "weights" / "mobilenet_v2_imagenet1k_qnnpack_float.pth"),
 )
-CIFAR10 = os.environ.get("GRAPHVISION_CIFAR10", str(ROOT.parent / "shared" / "data" / "cifar10"))
 
 
 @pytest.fixture(scope="session")
@@ -28,14 +27,6 @@ def imagenet_weights() -> str:
     if not os.path.isfile(WEIGHTS):
         pytest.skip(f"ImageNet weights not found at {WEIGHTS} (set GRAPHVISION_WEIGHTS)")
     return WEIGHTS
-
-
-@pytest.fixture(scope="session")
-def cifar10() -> str:
-    """CIFAR-10 as an image folder from $GRAPHVISION_CIFAR10 (default ../shared/data/cifar10)."""
-    if not os.path.isdir(os.path.join(CIFAR10, "train", "airplane")):
-        pytest.skip(f"CIFAR-10 image folder not found at {CIFAR10} (set GRAPHVISION_CIFAR10)")
-    return CIFAR10
 
 
 def test_local_weights_load_strictly_and_change_the_features(imagenet_weights):

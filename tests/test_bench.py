@@ -335,3 +335,25 @@ def test_bench_train_against_the_cnn_alone_on_an_image_folder(tmp_path, monkeypa
     assert result["baseline"] == "cnn_baseline" and result["image_size"] == [32, 32]
     d = result["default"]
     assert d["full_over_backbone_time"] > 0 and d["backbone_step_images_per_s"] > 0
+
+
+def test_bench_superpixels_against_pyg(tmp_path):
+    """``superpixels``: the experiment's pre-processing against PyG's ToSLIC + 8-NN on the
+    same photos, and each benchmark model's step against PyG's GatedGCN on the same batch;
+    the parameter counts are the models' own, the extrapolation follows from the rate."""
+    from tests.conftest import make_image_folder
+
+    root = make_image_folder(tmp_path / "folder", per_class=4)
+    result = bench.main(["superpixels", "--out", str(tmp_path / "s.json"), "--folder", str(root),
+                         "--limit", "3", "--batch-size", "4", "--repeats", "1",
+                         "--models", "gated_gcn", "transformer"])  # fmt: skip
+    assert result["regions"]["edges"] == "knn" and result["regions"]["size"] == [32, 32]
+    p = result["preprocessing"]
+    assert p["photos"] == 3 and p["folder_photos"] == len(list(root.glob("*/*/*.png")))
+    expected = p["folder_photos"] / p["graphvision_photos_per_s"] / 60  # from the rounded rate
+    assert p["folder_minutes_one_worker"] == pytest.approx(expected, abs=0.06)
+    rows = result["training"]
+    assert set(rows) == {"gated_gcn", "transformer"}
+    assert 90_000 <= rows["gated_gcn"]["parameters"] <= 110_000 and rows["gated_gcn"]["width"] == 68
+    assert all(r["graphs_per_s"] > 0 and r["pyg_gated_gcn_graphs_per_s"] > 0 for r in rows.values())
+    assert json.loads((tmp_path / "s.json").read_text())["training"] == rows

@@ -28,6 +28,7 @@ def test_every_group_has_its_options():
     assert options("trainer") == ["cpu", "ddp", "default", "gpu"]
     assert options("experiment") == [
         "cifar10",
+        "cifar10_superpixels",
         "coco_relations",
         "folder_classification",
         "seed_folder",
@@ -50,7 +51,8 @@ def test_model_options(group, tmp_path):
     for option in options(group):
         cfg = compose_cfg(overrides=[f"{group}={option}"], tmp=tmp_path)
         model = hydra.utils.instantiate(cfg.model, info=SCENE_INFO)
-        assert type(model.net.features).__name__ == "RegionFeatures"
+        no_cnn = group == "model/backbone" and option == "none"
+        assert type(model.net.features).__name__ == ("NoBackbone" if no_cnn else "RegionFeatures")
         stage = {
             "model/backbone": model.net.features,
             "model/gnn": model.net.gnn,
@@ -58,7 +60,7 @@ def test_model_options(group, tmp_path):
         }[group]
         expected = cfg.model[group.split("/")[1]]["_target_"].rsplit(".", 1)[1]
         assert type(stage).__name__ == expected
-        if group == "model/backbone":
+        if group == "model/backbone" and not no_cnn:
             assert stage.name == option
         if group == "model/gnn":
             assert stage.layer == option
@@ -101,6 +103,7 @@ def test_experiment_options_compose(option, tmp_path):
     cfg = compose_cfg(overrides=[f"experiment={option}"], tmp=tmp_path)
     expected = {
         "cifar10": "ImageFolderDataModule",
+        "cifar10_superpixels": "ImageFolderDataModule",
         "synthetic_relations": "SyntheticDataModule",
         "coco_relations": "CocoDataModule",
         "folder_classification": "ImageFolderDataModule",

@@ -591,10 +591,16 @@ def _as_written_before_tasks(checkpoint: dict) -> dict:
     return old
 
 
+def _as_format_4(checkpoint: dict) -> dict:
+    """A checkpoint as graphvision wrote it before ``model.descriptors`` (format 4)."""
+    h = {k: v for k, v in checkpoint["hyper_parameters"].items() if k != "descriptors"}
+    return {**checkpoint, "hyper_parameters": h, "graphvision_format": 4}
+
+
 def _as_format_3(checkpoint: dict) -> dict:
     """A checkpoint as graphvision wrote it before ``model.net`` (format 3): no ``net``, one
     backbone layer named by ``return_node``."""
-    h = {k: v for k, v in checkpoint["hyper_parameters"].items() if k != "net"}
+    h = {k: v for k, v in _as_format_4(checkpoint)["hyper_parameters"].items() if k != "net"}
     backbone = {k: v for k, v in h["backbone"].items() if k != "return_nodes"}
     backbone["return_node"] = h["backbone"]["return_nodes"][0]
     return {**checkpoint, "hyper_parameters": {**h, "backbone": backbone},
@@ -622,8 +628,9 @@ GROUPING_METRICS = ("val/sgdet_", "val/grouping_acc", "val/loss")
 
 def test_checkpoints_of_older_formats_load_evaluate_and_resume(trained, tmp_path):
     """Checkpoints written before tasks were objects (format 1), before the grouping head
-    (format 2) and before ``model.net`` (format 3), rebuilt by hand from the current one.
-    Format 3 loads as ``net: graph`` with identical outputs. Formats 1 and 2 load with
+    (format 2), before ``model.net`` (format 3) and before ``model.descriptors`` (format 4),
+    rebuilt by hand from the current one. Format 3 loads as ``net: graph`` and format 4 with
+    every descriptor, both with identical outputs; a format-4 ``gated_gcn`` is refused. Formats 1 and 2 load with
     grouping=class and a grouping loss weight of 0, every head they had gives exactly the
     current outputs, eval gives the same metrics (those not depending on the grouping head;
     the training triplets are read from the data), and training resumes from them."""
@@ -635,7 +642,8 @@ def test_checkpoints_of_older_formats_load_evaluate_and_resume(trained, tmp_path
 
     new_path = trained / "run" / "checkpoints" / "last.ckpt"
     checkpoint = torch.load(new_path, weights_only=True)
-    assert checkpoint["graphvision_format"] == CHECKPOINT_FORMAT == 4
+    assert checkpoint["graphvision_format"] == CHECKPOINT_FORMAT == 5
+    torch.save(_as_format_4(checkpoint), tmp_path / "format4.ckpt")
     torch.save(_as_format_3(checkpoint), tmp_path / "format3.ckpt")
     format_2 = _as_format_2(checkpoint)
     paths = {"format_2": tmp_path / "format2.ckpt", "format_1": tmp_path / "format1.ckpt"}
@@ -647,9 +655,18 @@ def test_checkpoints_of_older_formats_load_evaluate_and_resume(trained, tmp_path
     format_3 = load_module(tmp_path / "format3.ckpt").eval()  # before model.net existed
     assert format_3.hparams.net == "graph"
     assert format_3.hparams.backbone["return_nodes"] == ["layer2"]
+    format_4 = load_module(tmp_path / "format4.ckpt").eval()  # before model.descriptors
+    assert format_4.hparams.descriptors == "all"
     with torch.no_grad():
-        got, expected = format_3(batch), new(batch)
-    assert all(torch.equal(got[k], expected[k]) for k in expected), "format 3"
+        expected = new(batch)
+        for name, old in (("format 3", format_3), ("format 4", format_4)):
+            got = old(batch)
+            assert all(torch.equal(got[k], expected[k]) for k in expected), name
+    gated = _as_format_4(checkpoint)
+    gated["hyper_parameters"] = {**gated["hyper_parameters"], "gnn": {"layer": "gated_gcn"}}
+    torch.save(gated, tmp_path / "gated4.ckpt")
+    with pytest.raises(ValueError, match="ResGatedGraphConv.*train it again"):
+        load_module(tmp_path / "gated4.ckpt")
     metrics = {}
     run_module(
         "graphvision.eval", f"ckpt_path={new_path}", f"hydra.run.dir={tmp_path / 'new'}", cwd=ROOT

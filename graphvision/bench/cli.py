@@ -1,4 +1,4 @@
-"""The command line: ``python -m graphvision.bench {regions,prepare,train,loader,predict,tokens,profile} --out F.json``
+"""The command line: ``python -m graphvision.bench {regions,prepare,train,loader,predict,tokens,profile,superpixels} --out F.json``
 runs one benchmark and writes its result (plus the machine's CPU and torch thread counts) as
 JSON; ``python -m graphvision.bench`` also prints the benchmark's summary."""
 
@@ -10,7 +10,16 @@ import logging
 import os
 from pathlib import Path
 
-from graphvision.bench import loader, predict, prepare, profile, regions, tokens, train
+from graphvision.bench import (
+    loader,
+    predict,
+    prepare,
+    profile,
+    regions,
+    superpixels,
+    tokens,
+    train,
+)
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +34,10 @@ BENCHMARKS = {
     ),
     "tokens": (tokens, "each sequence stage's time and memory from 64 to 4,096 tokens"),
     "profile": (profile, "torch.profiler of training steps: the most expensive operations"),
+    "superpixels": (
+        superpixels,
+        "the superpixel benchmark: pre-processing vs PyG ToSLIC, training vs PyG's GatedGCN",
+    ),
 }
 
 

@@ -116,9 +116,12 @@ def jitter_colour(image: torch.Tensor, t: Transform) -> torch.Tensor:
     return ((image - grey) * t.saturation + grey).clamp(0, 1)
 
 
-def transform_entry(entry: dict, t: Transform, objects: ObjectConfig) -> dict:
+def transform_entry(
+    entry: dict, t: Transform, objects: ObjectConfig, edges: str = "adjacency", k: int = 8
+) -> dict:
     """A cache entry as if its image had been ``t``-transformed before pre-processing, its
-    superpixels kept (module docstring)."""
+    superpixels kept (module docstring); ``edges`` and ``k``: the region graph's
+    (``data.regions``, :func:`~graphvision.regions.region_graph`)."""
     image = entry["image"].float() / 255.0  # (3, H, W)
     _, h, w = image.shape
     image = _sample(image, t, "bilinear")
@@ -127,7 +130,7 @@ def transform_entry(entry: dict, t: Transform, objects: ObjectConfig) -> dict:
     rgb = (image * 255.0).round().clamp(0, 255).to(torch.uint8)  # (3, H, W)
     # a padded border (``pad``) belongs to the region at the edge beside it
     labels = _sample(entry["segments"].float()[None], t, "nearest", "border")[0].round().long()
-    graph = region_graph(rgb.permute(1, 2, 0).numpy(), labels.numpy())
+    graph = region_graph(rgb.permute(1, 2, 0).numpy(), labels.numpy(), edges, k)
     out = {
         "image": rgb,
         "segments": torch.from_numpy(graph["segments"].astype(np.int32)),
@@ -219,8 +222,15 @@ def transform_objects(
 
 
 def augment_entry(
-    entry: dict, cfg: AugmentConfig, objects: ObjectConfig, epoch: int, index: int
+    entry: dict,
+    cfg: AugmentConfig,
+    objects: ObjectConfig,
+    epoch: int,
+    index: int,
+    edges: str = "adjacency",
+    k: int = 8,
 ) -> dict:
-    """``entry`` under the transform drawn for ``(cfg.seed, epoch, index)``."""
+    """``entry`` under the transform drawn for ``(cfg.seed, epoch, index)``, its region graph
+    rebuilt as ``edges`` and ``k`` say."""
     rng = np.random.default_rng([cfg.seed, epoch, index])
-    return transform_entry(entry, sample_transform(rng, cfg), objects)
+    return transform_entry(entry, sample_transform(rng, cfg), objects, edges, k)

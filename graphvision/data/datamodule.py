@@ -99,7 +99,9 @@ class RegionGraphDataset(Dataset):
                 self._memory[i] = self._entry(i)
             entry = self._memory[i]
         if self.augment is not None:
-            entry = augment_entry(entry, self.augment, self.objects, epoch, i)
+            entry = augment_entry(
+                entry, self.augment, self.objects, epoch, i, self.regions.edges, self.regions.k
+            )
         return to_graph(entry)
 
 

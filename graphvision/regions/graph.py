@@ -21,6 +21,35 @@ NODE_FEATURES = (
 )  # fmt: skip
 #: Names of the columns of the edge feature matrix ``edge_attr``.
 EDGE_FEATURES = ("dx", "dy", "distance", "boundary", "colour_diff")
+#: The descriptor columns of the superpixel benchmarks' node features (benchmarking-gnns'
+#: MNIST/CIFAR10-superpixels): mean colour and centroid.
+BENCHMARK_DESCRIPTORS = ("mean_r", "mean_g", "mean_b", "cx", "cy")
+#: The region graphs :func:`region_graph` builds (``data.regions.edges``).
+EDGES = ("adjacency", "knn")
+
+
+def descriptor_columns(names) -> list[int]:
+    """Indices in :data:`NODE_FEATURES` of the descriptor columns ``names``: ``"all"`` (every
+    column, in order), or a list of column names (kept in the order given).
+
+    Raises:
+        ValueError: an unknown or repeated name, naming the columns there are.
+    """
+    if isinstance(names, str):
+        if names != "all":
+            raise ValueError(
+                f"model.descriptors={names!r}: give all, or a list of columns of {NODE_FEATURES}"
+            )
+        return list(range(len(NODE_FEATURES)))
+    names = list(names)
+    unknown = [n for n in names if n not in NODE_FEATURES]
+    if unknown or len(set(names)) != len(names):
+        raise ValueError(
+            f"model.descriptors={names}: "
+            + (f"unknown {unknown}" if unknown else "a column is named twice")
+            + f"; choose columns of {NODE_FEATURES} (or all)"
+        )
+    return [NODE_FEATURES.index(n) for n in names]
 
 
 def relabel_consecutive(labels: np.ndarray) -> np.ndarray:
@@ -60,6 +89,65 @@ def region_adjacency(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     boundary = np.concatenate([counts, counts])
     order = np.lexsort((edge_index[1], edge_index[0]))
     return edge_index[:, order], boundary[order]
+
+
+def knn_edges(pos: np.ndarray, colour: np.ndarray, k: int = 8) -> np.ndarray:
+    """The k-nearest-neighbour graph of the superpixel benchmarks (benchmarking-gnns'
+    MNIST/CIFAR10-superpixels): regions are near when both their centroids and their mean
+    colours are.
+
+    Each region ``i`` scales its distances by its own ``sigma``: the mean of its distances to
+    its ``k`` nearest other regions, once in position and once in colour (so the result does
+    not depend on the units of either). The similarity of ``i`` and ``j`` is
+    ``exp(-(d_pos / sigma_pos_i)^2 - (d_colour / sigma_colour_i)^2)``, averaged with ``j``'s
+    view of ``i`` (symmetric), and every region receives an edge from each of the ``k``
+    regions most similar to it (all the others when there are at most ``k``). Ties go to
+    the lower region id.
+
+    Args:
+        pos: ``[N, 2]`` centroids; colour: ``[N, C]`` mean colours; k: neighbours (>= 1).
+
+    Returns:
+        ``edge_index`` ``[2, N * min(k, N - 1)]`` int64 ``(source, target)``, no self
+        loops, sorted by (source, target). Not symmetric: ``j -> i`` when ``j`` is among
+        ``i``'s ``k`` nearest.
+    """
+    if k < 1:
+        raise ValueError(f"regions.k={k}: a k-nearest-neighbour graph needs k >= 1")
+    n = len(pos)
+    k = min(k, n - 1)
+    if k < 1:
+        return np.zeros((2, 0), dtype=np.int64)
+
+    def scaled_sq(points: np.ndarray) -> np.ndarray:  # (N, N): (d_ij / sigma_i)^2
+        points = np.asarray(points, dtype=np.float64)
+        d = np.sqrt(((points[:, None, :] - points[None, :, :]) ** 2).sum(-1))  # (N, N)
+        others = np.where(np.eye(n, dtype=bool), np.inf, d)
+        # the k smallest, sorted so that the sum is the same for the same distances
+        nearest = np.sort(np.partition(others, k - 1, axis=1)[:, :k], axis=1)  # (N, k)
+        sigma = nearest.mean(axis=1) + 1e-8  # (N,)
+        return (d / sigma[:, None]) ** 2
+
+    sim = np.exp(-scaled_sq(pos) - scaled_sq(colour))
+    sim = 0.5 * (sim + sim.T)
+    np.fill_diagonal(sim, -np.inf)
+    nearest = np.argsort(-sim, axis=1, kind="stable")[:, :k]  # (N, k): ties to the lower id
+    target = np.repeat(np.arange(n, dtype=np.int64), k)
+    source = nearest.reshape(-1).astype(np.int64)
+    order = np.lexsort((target, source))
+    return np.stack([source[order], target[order]])
+
+
+def shared_boundary(labels: np.ndarray, edge_index: np.ndarray) -> np.ndarray:
+    """The shared boundary length (4-neighbour pixel pairs, :func:`region_adjacency`) of
+    every pair in ``edge_index`` ``[2, E]``; 0 for regions that do not touch. ``[E]`` int64."""
+    adjacent, boundary = region_adjacency(labels)
+    n = int(np.asarray(labels).max()) + 1
+    keys = adjacent[0] * n + adjacent[1]  # sorted: adjacency is sorted by (source, target)
+    wanted = edge_index[0] * n + edge_index[1]
+    at = np.minimum(np.searchsorted(keys, wanted), max(len(keys) - 1, 0))
+    found = (keys[at] == wanted) if len(keys) else np.zeros(len(wanted), dtype=bool)
+    return np.where(found, boundary[at] if len(keys) else 0, 0).astype(np.int64)
 
 
 def region_descriptors(image: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
@@ -131,14 +219,28 @@ def edge_geometry(
     return np.concatenate([d, dist, bnd, cdiff], axis=1).astype(np.float32)
 
 
-def region_graph(image: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
+def region_graph(
+    image: np.ndarray, labels: np.ndarray, edges: str = "adjacency", k: int = 8
+) -> dict[str, np.ndarray]:
     """Everything the data contract needs from an image and its label map.
+
+    Args:
+        edges: ``adjacency`` (default: regions that touch, :func:`region_adjacency`) or
+            ``knn`` (each region's ``k`` nearest in position and colour, :func:`knn_edges`:
+            the superpixel benchmarks' graph). The edge features are the same either way
+            (:data:`EDGE_FEATURES`; ``boundary`` is 0 between regions that do not touch).
 
     Returns ``segments`` ``[H, W]``, ``x``, ``pos``, ``edge_index``, ``edge_attr``.
     """
+    if edges not in EDGES:
+        raise ValueError(f"regions.edges={edges!r}: choose one of {EDGES}")
     labels = relabel_consecutive(labels)
     desc = region_descriptors(image, labels)
-    edge_index, boundary = region_adjacency(labels)
+    if edges == "knn":
+        edge_index = knn_edges(desc["pos"], desc["mean_colour"], k)
+        boundary = shared_boundary(labels, edge_index)
+    else:
+        edge_index, boundary = region_adjacency(labels)
     edge_attr = edge_geometry(desc["pos"], desc["mean_colour"], edge_index, boundary, labels.shape)
     return {
         "segments": labels,

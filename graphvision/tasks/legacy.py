@@ -11,14 +11,17 @@ head, no ``sgdet`` settings, no record of the training split's triplets and one 
 it loads with ``grouping=class`` (the grouping that needs no training), a ``grouping`` loss
 weight of 0 and the new parts as a fresh module has them. Format 3 (before the backbone-alone
 baseline) names no network and pools one backbone layer (``return_node``): it loads as
-``net: graph``, the only one there was, with ``return_nodes`` holding that layer.
+``net: graph``, the only one there was, with ``return_nodes`` holding that layer. Format 4
+(before ``model.descriptors``) fed every descriptor column to the node encoder: it loads with
+``descriptors: all``; its ``gated_gcn`` was PyG's ``ResGatedGraphConv``, whose weights do not
+fit today's GatedGCN (a clear error says to train again).
 """
 
 from __future__ import annotations
 
 #: Version of the checkpoint layout that ``GraphVisionModule`` writes; a checkpoint without
 #: one predates tasks as objects and is converted on load.
-CHECKPOINT_FORMAT = 4
+CHECKPOINT_FORMAT = 5
 
 #: what a format-2 scene-graph task is given for the settings it did not have
 SGDET_FOR_OLD_MODELS = {
@@ -117,6 +120,14 @@ def upgrade_checkpoint(checkpoint: dict) -> dict:
         backbone = {k: v for k, v in hyper["backbone"].items() if k != "return_node"}
         backbone["return_nodes"] = [hyper["backbone"].get("return_node", "layer2")]
         hyper = {**hyper, "net": "graph", "backbone": backbone}
+    if fmt < 5:  # before model.descriptors (every descriptor column) and GatedGCN's edge state
+        if (hyper.get("gnn") or {}).get("layer") == "gated_gcn":
+            raise ValueError(
+                "this checkpoint's model/gnn=gated_gcn is PyG's ResGatedGraphConv, which "
+                "graphvision replaced by GatedGCN with edge states (graphvision.gnn."
+                "GatedGCNConv); its weights do not fit it: train it again"
+            )
+        hyper = {**hyper, "descriptors": "all"}
     return {
         **checkpoint,
         "hyper_parameters": hyper,

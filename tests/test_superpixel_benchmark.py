@@ -1,0 +1,266 @@
+"""The superpixel-graph benchmark (``experiment=cifar10_superpixels``): regions described by
+their descriptors alone (``model/backbone=none``, ``model.descriptors``), the benchmarks'
+k-nearest-neighbour graph (``data.regions.edges=knn``), parameter counts."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import hydra
+import numpy as np
+import pytest
+import torch
+from torch_geometric.data import Batch
+
+from graphvision.data.augment import Transform, transform_entry
+from graphvision.data.coco import ObjectConfig
+from graphvision.regions import (
+    BENCHMARK_DESCRIPTORS,
+    NODE_FEATURES,
+    RegionConfig,
+    descriptor_columns,
+    knn_edges,
+    region_adjacency,
+    region_graph,
+)
+from tests.conftest import compose_cfg, make_image_folder
+
+
+def brute_force_knn(pos, colour, k: int) -> set[tuple[int, int]]:
+    """The documented rule, written out with loops: sigma_i is the mean of i's k smallest
+    distances to the others (per kind), similarity exp(-(d/sigma_i)^2 - ...) averaged with
+    j's view, and i receives from its k most similar (ties: the lower id)."""
+    n = len(pos)
+    k = min(k, n - 1)
+
+    def dist(a, b):
+        return math.sqrt(sum((x - y) ** 2 for x, y in zip(a, b)))
+
+    def sigmas(points):
+        return [
+            sum(sorted(dist(points[i], points[j]) for j in range(n) if j != i)[:k]) / k + 1e-8
+            for i in range(n)
+        ]
+
+    sp, sc = sigmas(pos), sigmas(colour)
+
+    def one_way(i, j):
+        return math.exp(
+            -((dist(pos[i], pos[j]) / sp[i]) ** 2) - (dist(colour[i], colour[j]) / sc[i]) ** 2
+        )
+
+    edges = set()
+    for i in range(n):
+        sim = [(-(one_way(i, j) + one_way(j, i)) / 2, j) for j in range(n) if j != i]
+        edges |= {(j, i) for _, j in sorted(sim)[:k]}
+    return edges
+
+
+def as_pairs(edge_index: np.ndarray) -> set[tuple[int, int]]:
+    return {(int(s), int(t)) for s, t in edge_index.T}
+
+
+def test_knn_edges_equal_a_brute_force_computation():
+    """Seven hand-placed regions, colours that disagree with positions: every k."""
+    pos = np.array(
+        [[0.1, 0.1], [0.2, 0.15], [0.9, 0.1], [0.5, 0.5], [0.55, 0.45], [0.1, 0.9], [0.8, 0.85]]
+    )
+    colour = np.array(
+        [
+            [1, 0, 0],
+            [0, 0, 1],
+            [1, 0.1, 0],
+            [0.5, 0.5, 0.5],
+            [0.9, 0.9, 0.9],
+            [0, 1, 0],
+            [0, 0.9, 0.1],
+        ]
+    )
+    for k in (1, 2, 3, 6, 8):
+        got = knn_edges(pos, colour, k)
+        assert got.dtype == np.int64 and got.shape == (2, 7 * min(k, 6))
+        assert as_pairs(got) == brute_force_knn(pos.tolist(), colour.tolist(), k), k
+        # sorted by (source, target), and every region receives exactly min(k, 6) edges
+        assert list(map(tuple, got.T)) == sorted(map(tuple, got.T))
+        assert np.bincount(got[1], minlength=7).tolist() == [min(k, 6)] * 7
+
+
+def test_knn_ties_go_to_the_lower_region_id():
+    """A centre and four corners of one colour: the centre's four neighbours are equally
+    similar, so with k=2 it receives from corners 1 and 2, the lowest ids."""
+    pos = np.array([[0.5, 0.5], [0.25, 0.25], [0.75, 0.25], [0.25, 0.75], [0.75, 0.75]])
+    colour = np.full((5, 3), 0.5)
+    edges = as_pairs(knn_edges(pos, colour, 2))
+    assert {s for s, t in edges if t == 0} == {1, 2}
+    assert edges == brute_force_knn(pos.tolist(), colour.tolist(), 2)
+
+
+def test_knn_small_graphs_and_a_bad_k():
+    assert knn_edges(np.zeros((1, 2)), np.zeros((1, 3)), 8).shape == (2, 0)
+    assert as_pairs(knn_edges(np.array([[0.0, 0.0], [1.0, 1.0]]), np.zeros((2, 3)), 8)) == {
+        (0, 1),
+        (1, 0),
+    }
+    with pytest.raises(ValueError, match="k >= 1"):
+        knn_edges(np.zeros((3, 2)), np.zeros((3, 3)), 0)
+
+
+def test_knn_region_graph_keeps_the_edge_features_with_boundary_zero_between_strangers():
+    """A 4x6 map of three vertical strips: 0 | 1 | 2. With k=2 every pair is an edge; 0 and
+    2 do not touch (boundary 0), the touching pairs keep adjacency's boundary lengths."""
+    labels = np.repeat(np.array([[0, 0, 1, 1, 2, 2]]), 4, axis=0)
+    image = np.zeros((4, 6, 3), dtype=np.uint8)
+    image[:, 2:4] = 120
+    image[:, 4:] = 255
+    g = region_graph(image, labels, edges="knn", k=2)
+    pairs = list(map(tuple, g["edge_index"].T))
+    assert pairs == [(0, 1), (0, 2), (1, 0), (1, 2), (2, 0), (2, 1)]
+    boundary = g["edge_attr"][:, 3] * math.sqrt(24)  # in pixels
+    np.testing.assert_allclose(boundary, [4, 0, 4, 4, 0, 4], atol=1e-5)
+    adjacency = region_graph(image, labels)
+    adj_index, adj_boundary = region_adjacency(labels)
+    assert (adjacency["edge_index"] == adj_index).all() and adj_boundary.tolist() == [4, 4, 4, 4]
+    np.testing.assert_array_equal(g["x"], adjacency["x"])
+    with pytest.raises(ValueError, match="choose one of"):
+        region_graph(image, labels, edges="delaunay")
+
+
+def test_region_config_graph_fields_and_cache_keys():
+    """The adjacency graph keeps the cache key it always had; knn (and its k) get their own."""
+    plain = RegionConfig().as_dict()
+    assert "edges" not in plain and "k" not in plain
+    assert RegionConfig(edges="knn").as_dict()["edges"] == "knn"
+    assert RegionConfig(edges="knn", k=4).as_dict() != RegionConfig(edges="knn").as_dict()
+    with pytest.raises(ValueError, match="regions.edges='radius'"):
+        RegionConfig(edges="radius")
+    with pytest.raises(ValueError, match="regions.k=0"):
+        RegionConfig(edges="knn", k=0)
+
+
+def test_augmentation_rebuilds_the_knn_graph(tmp_path):
+    """A training-time transform rebuilds the graph the data config names: knn stays knn."""
+    from graphvision.data.cache import ImageJob, build_entry
+
+    folder = make_image_folder(tmp_path / "folder", per_class=1)
+    path = next(folder.glob("train/*/*"))
+    cfg = RegionConfig(size=(32, 32), n_segments=20, edges="knn", k=3)
+    entry = build_entry(ImageJob(str(path), 0, label=0), cfg, ObjectConfig())
+    n = entry["x"].shape[0]
+    assert np.bincount(entry["edge_index"][1].numpy(), minlength=n).tolist() == [3] * n
+    flipped = transform_entry(entry, Transform(flip=True), ObjectConfig(), "knn", 3)
+    m = flipped["x"].shape[0]
+    assert np.bincount(flipped["edge_index"][1].numpy(), minlength=m).tolist() == [3] * m
+
+
+def test_descriptor_columns():
+    assert descriptor_columns("all") == list(range(len(NODE_FEATURES)))
+    assert descriptor_columns(BENCHMARK_DESCRIPTORS) == [0, 1, 2, 6, 7]
+    assert descriptor_columns(["cy", "mean_r"]) == [7, 0]
+    with pytest.raises(ValueError, match=r"unknown \['hue'\]"):
+        descriptor_columns(["mean_r", "hue"])
+    with pytest.raises(ValueError, match="named twice"):
+        descriptor_columns(["cx", "cx"])
+    with pytest.raises(ValueError, match="give all"):
+        descriptor_columns("some")
+
+
+@pytest.mark.parametrize(
+    "descriptors", [list(BENCHMARK_DESCRIPTORS), "all", ["area", "std_g"]], ids=str
+)
+def test_no_backbone_has_no_cnn_and_its_node_features_are_the_chosen_columns(
+    tmp_path, degenerate_batch, descriptors
+):
+    """``model/backbone=none``: no parameter or convolution outside the graph, sequence and
+    task stages, and what each region is before the node encoder is exactly its chosen
+    descriptor columns."""
+    cfg = compose_cfg(
+        overrides=["model/backbone=none", f"model.descriptors={descriptors}".replace("'", "")],
+        tmp=tmp_path,
+    )
+    batch, info = degenerate_batch
+    module = hydra.utils.instantiate(cfg.model, info=info)
+    net = module.net
+    assert sum(p.numel() for p in net.features.parameters()) == 0
+    assert not any(isinstance(m, torch.nn.Conv2d) for m in net.modules())
+    columns = descriptor_columns(descriptors)
+    inputs = net.region_inputs(batch)
+    assert inputs.shape == (batch.num_nodes, len(columns))
+    assert torch.equal(inputs, batch.x[:, columns])
+    assert net.node_encoder[0].in_features == len(columns)
+    out = module(batch)
+    assert all(torch.isfinite(v).all() for v in out.values() if isinstance(v, torch.Tensor))
+    # the optimiser has no backbone group, and every parameter is in one group
+    groups = module.make_optimizer().param_groups
+    assert {g["name"] for g in groups} == {"rest", "rest_no_decay"}
+    assert sum(len(g["params"]) for g in groups) == len(list(module.parameters()))
+
+
+def test_no_backbone_refuses_what_needs_a_cnn(tmp_path):
+    cfg = compose_cfg(overrides=["model=cnn_baseline", "model/backbone=none"], tmp=tmp_path)
+    with pytest.raises(Exception, match="needs a backbone"):  # Hydra wraps the ValueError
+        hydra.utils.instantiate(cfg.model, info={"categories": ["a"], "predicates": ["p"]})
+    cfg = compose_cfg(overrides=["model/backbone=none", "model.descriptors=[]"], tmp=tmp_path)
+    with pytest.raises(Exception, match="no features"):
+        hydra.utils.instantiate(cfg.model, info={"categories": ["a"], "predicates": ["p"]})
+
+
+def test_cifar10_superpixels_composes_trains_a_step_and_logs_its_parameter_count(
+    tmp_path, cifar10, caplog
+):
+    """Two photos of each class, one step: the protocol's knn graph and descriptors reach the
+    network, and the logged parameter count is the network's ``sum(p.numel())``."""
+    from graphvision.train import parameter_counts, train
+
+    cfg = compose_cfg(
+        overrides=[
+            "experiment=cifar10_superpixels",
+            f"data.root={cifar10}",
+            "data.per_class.train=2",
+            "data.per_class.val=1",
+            "data.batch_size=8",
+            "data.prepare_workers=1",
+            "debug=fdr",
+        ],
+        tmp=tmp_path,
+    )
+    assert cfg.data.regions.edges == "knn" and cfg.data.regions.k == 8
+    assert list(cfg.model.descriptors) == list(BENCHMARK_DESCRIPTORS)
+    dm = hydra.utils.instantiate(cfg.data)
+    dm.prepare_data()
+    dm.setup("fit")
+    batch = Batch.from_data_list([dm.datasets["train"][i] for i in range(4)])
+    degree = torch.bincount(batch.edge_index[1], minlength=batch.num_nodes)
+    assert (degree == 8).all()  # every region receives from its 8 nearest
+    module = hydra.utils.instantiate(cfg.model, info=dm.info)
+    total = sum(p.numel() for p in module.net.parameters())
+    counts = parameter_counts(module.net)
+    assert counts["parameters"] == total and counts["features"] == 0
+    assert sum(v for k, v in counts.items() if "parameters" not in k) == total
+    assert 80_000 <= total <= 120_000  # the protocol's ~100k
+    with caplog.at_level(logging.INFO, logger="graphvision.train"):
+        metrics = train(cfg)
+    assert f"parameters: {total:,} ({total:,} trainable; features 0" in caplog.text
+    assert 0.0 <= metrics["val/acc"] <= 1.0
+
+
+def test_gated_gcn_equals_its_equations_written_with_loops():
+    """GatedGCN on a hand-made graph (edges 0->1, 2->1, 1->0; node 2 receives nothing):
+    every node and edge output against the equations, node by node."""
+    from graphvision.gnn import GatedGCNConv
+
+    torch.manual_seed(0)
+    conv = GatedGCNConv(4)
+    x, edge_index = torch.randn(3, 4), torch.tensor([[0, 2, 1], [1, 1, 0]])
+    e = torch.randn(3, 4)
+    h, e_new = conv(x, edge_index, e)
+    a, b, d, ee = conv.nodes(x).chunk(4, dim=1)
+    c = conv.edges(e)
+    for k, (j, i) in enumerate(edge_index.T.tolist()):
+        torch.testing.assert_close(e_new[k], d[i] + ee[j] + c[k])
+    for i in range(3):
+        incoming = [k for k, t in enumerate(edge_index[1].tolist()) if t == i]
+        num = sum((torch.sigmoid(e_new[k]) * b[edge_index[0, k]] for k in incoming), torch.zeros(4))
+        den = sum((torch.sigmoid(e_new[k]) for k in incoming), torch.zeros(4))
+        torch.testing.assert_close(h[i], a[i] + num / (den + 1e-6))
+    torch.testing.assert_close(h[2], a[2])  # no neighbour: its own projection alone
