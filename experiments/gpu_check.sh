@@ -7,8 +7,9 @@
 # then the default pipeline with trainer=gpu: train, evaluate the checkpoint on the GPU
 # (breakdowns included), predict on a validation image; with CIFAR10 and WEIGHTS set,
 # experiment=cifar10 at the full budget (experiments/cifar10.sh: all 45,000 training photos,
-# 30 epochs, 3 seeds, the CNN alone and the pipeline from random and pretrained weights);
-# wall times, metrics and the GPU's peak memory and utilisation.
+# 30 epochs, 3 seeds, the CNN alone and the pipeline from random and pretrained weights)
+# and, with CIFAR10 alone, the superpixel-graph benchmark at the published budget
+# (experiments/cifar10_superpixels.sh: 45,000 photos, 100 epochs, 4 seeds); wall times, metrics and the GPU's peak memory and utilisation.
 #
 #   bash experiments/gpu_check.sh [WORK_DIR] [extra train overrides ...]
 #
@@ -114,6 +115,21 @@ if [ -n "${CIFAR10:-}" ] && [ -n "${WEIGHTS:-}" ]; then
         >"$WORK/cifar10.log" 2>&1 || { tail -40 "$WORK/cifar10.log"; exit 1; }
     say "cifar10 wall time: $(($(date +%s) - t0)) s"
     for report in "$WORK"/cifar10/*/report.md; do
+        sed -n '/^| configuration/,/^$/p' "$report" | tee -a "$SUMMARY"
+    done
+fi
+
+# the superpixel-graph benchmark at the published budget (every training photo, 100 epochs,
+# 4 seeds) when CIFAR10 is set; SUPERPIXEL_GROUPS picks its rows (default: all of them)
+if [ -n "${CIFAR10:-}" ]; then
+    say "== cifar10_superpixels: PER_CLASS=null EPOCHS=${SUPERPIXEL_EPOCHS:-100} bash experiments/cifar10_superpixels.sh"
+    t0=$(date +%s)
+    PER_CLASS=null EPOCHS=${SUPERPIXEL_EPOCHS:-100} ONLY=${SUPERPIXEL_GROUPS:-knn adjacency all sequence} \
+        EXTRA="trainer=$TRAINER data.prepare_workers=8" PYTHON=$PY \
+        bash "$(dirname "$0")/cifar10_superpixels.sh" "$CIFAR10" "$WORK/cifar10_superpixels" \
+        >"$WORK/cifar10_superpixels.log" 2>&1 || { tail -40 "$WORK/cifar10_superpixels.log"; exit 1; }
+    say "cifar10_superpixels wall time: $(($(date +%s) - t0)) s"
+    for report in "$WORK"/cifar10_superpixels/*/report.md; do
         sed -n '/^| configuration/,/^$/p' "$report" | tee -a "$SUMMARY"
     done
 fi
