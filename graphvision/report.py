@@ -1,4 +1,4 @@
-"""Report: ``python -m graphvision.report DIR [--metric val/scene_map]``.
+"""Report: ``python -m graphvision.report DIR [MORE_DIR ...] [--metric val/scene_map]``.
 
 Turns a Hydra multirun folder (one sub-folder per job, each with ``metrics.json``,
 ``summary.json`` and ``.hydra/overrides.yaml``) into ``DIR/report.md`` — a table with one
@@ -9,7 +9,8 @@ parameter counts — and ``DIR/report.png``, the chosen metric per configuration
 spread. Where the jobs kept Lightning's CSV log (``csv/metrics.csv``), the report also holds
 the learning curve — the chosen metric after each validation epoch, mean over seeds, per
 configuration — as a table and as ``DIR/curves.png``. An Optuna sweep (``optimization_results.yaml``) also gets
-its trials, best first.
+its trials, best first. Further folders (``MORE_DIR``) add their runs to ``DIR``'s: seeds of
+one configuration run at different times pool into one row.
 """
 
 from __future__ import annotations
@@ -238,9 +239,15 @@ def optuna_section(root: Path, runs: list[dict], metric: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def report(root: str | Path, metric: str | None = None) -> tuple[Path, Path, str]:
+def report(
+    root: str | Path, metric: str | None = None, more: list[str | Path] | tuple = ()
+) -> tuple[Path, Path, str]:
+    """Writes ``root/report.md`` and ``root/report.png`` (and ``root/curves.png``) over the
+    runs of ``root`` and of the folders ``more`` together: seeds of one configuration run at
+    different times (``SEEDS=0,1`` into one folder, ``SEEDS=2`` into another) pool into
+    one row."""
     root = Path(root)
-    runs = read_runs(root)
+    runs = read_runs(root) + [run for folder in more for run in read_runs(folder)]
     if metric is None:
         present = {k for r in runs for k in r["metrics"]}
         metric = next((m for m in MAIN_METRICS if m in present), sorted(present)[0])
@@ -248,7 +255,8 @@ def report(root: str | Path, metric: str | None = None) -> tuple[Path, Path, str
     present = {k for r in rows for k in r["metrics"]}
     metrics = [m for m in MAIN_METRICS if m in present] or sorted(present)
     common = [o for o in common_overrides(runs) if not is_seed(o)]
-    text = f"# {root}\n\n{len(runs)} runs, {len(rows)} configurations; mean ± std over seeds.\n"
+    title = " + ".join(str(r) for r in (root, *more))
+    text = f"# {title}\n\n{len(runs)} runs, {len(rows)} configurations; mean ± std over seeds.\n"
     text += f"Shared by every run: `{' '.join(common) or '(nothing)'}`\n\n"
     text += markdown_table(rows, metrics) + "\n" + optuna_section(root, runs, metric)
     md, png = root / "report.md", root / "report.png"
@@ -265,6 +273,11 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m graphvision.report", description=__doc__)
     p.add_argument("dir", help="a Hydra multirun folder (logs/train/multiruns/<time>)")
     p.add_argument(
+        "more",
+        nargs="*",
+        help="more multirun folders whose runs join DIR's (the report is written into DIR)",
+    )
+    p.add_argument(
         "--metric",
         help="the metric to plot and rank Optuna trials by (default: the first of "
         + ", ".join(MAIN_METRICS)
@@ -275,7 +288,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
-    md, png, text = report(args.dir, args.metric)
+    md, png, text = report(args.dir, args.metric, args.more)
     print(text)
     print(f"wrote {md} and {png}")
 

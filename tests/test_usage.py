@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -462,6 +463,16 @@ def test_multirun_and_report(tmp_path):
         row.split(" | ")[0].strip("| ") for row in rows
     }
     assert _is_png(sweep / "report.png")
+    # the same runs in two folders (as SEEDS=1 and SEEDS=2 run at different times): one
+    # report over both holds the same rows
+    for folder, jobs in (("first", "02"), ("second", "13")):  # seed 1 | seed 2 of each
+        for job in jobs:
+            shutil.copytree(sweep / job, tmp_path / folder / job)
+    run_module("graphvision.report", str(tmp_path / "first"), str(tmp_path / "second"),
+               cwd=tmp_path)  # fmt: skip
+    pooled = (tmp_path / "first" / "report.md").read_text().split("## Learning curve")[0]
+    assert [line for line in pooled.splitlines() if line.startswith("| `")] == rows
+    assert "4 runs, 2 configurations" in pooled
 
 
 @pytest.mark.slow
