@@ -4,7 +4,7 @@
 # row, validated on the 5,000 validation photos, at one budget (PER_CLASS training photos of
 # each class, EPOCHS epochs; the defaults fit this project's 2-core CPU):
 #   knn:        GatedGCN (4 layers, width 68) and GPS (3 layers, width 56) on the protocol's
-#               graph (each region's 8 nearest in position and colour) with its node features
+#               graph (each region joined to its 8 nearest in position) with its node features
 #               (mean colour and centroid);
 #   adjacency:  the same two on graphvision's region-adjacency graph;
 #   all:        the same two on the adjacency graph with all 13 of graphvision's descriptors;
@@ -15,8 +15,8 @@
 #   bash experiments/cifar10_superpixels.sh CIFAR10 [ROOT]
 #
 # CIFAR10: the image-folder root (../shared/data/cifar10). PER_CLASS (default 500), EPOCHS
-# (default 3), SEEDS (default 0,1,2,3) and ONLY (default "knn adjacency all sequence") come
-# from the environment; the full budget (45,000 photos, 100 epochs: PER_CLASS=null
+# (default 3), SEEDS (default 0,1,2,3), ONLY (default "knn adjacency all sequence") and
+# MODELS (the graph rows' models, default "gated_gcn gps") come from the environment; the full budget (45,000 photos, 100 epochs: PER_CLASS=null
 # EPOCHS=100) is for a GPU (experiments/gpu_check.sh). A row that finished
 # (ROOT/<row>.done) is not run again.
 set -euo pipefail
@@ -27,12 +27,21 @@ PER_CLASS=${PER_CLASS:-500}
 EPOCHS=${EPOCHS:-3}
 SEEDS=${SEEDS:-0,1,2,3}
 ONLY=${ONLY:-knn adjacency all sequence}
+MODELS=${MODELS:-gated_gcn gps}
+for group in $ONLY; do  # refuse a typo before hours of the rows before it
+  case "$group" in knn|adjacency|all|sequence) ;;
+    *) echo "unknown group $group: knn adjacency all sequence" >&2; exit 2 ;; esac
+done
+for model in $MODELS; do
+  case "$model" in gated_gcn|gps) ;;
+    *) echo "unknown model $model: gated_gcn gps" >&2; exit 2 ;; esac
+done
 mkdir -p "$ROOT"
 ROOT=$(cd "$ROOT" && pwd)
 COMMON=(experiment=cifar10_superpixels "data.root=$CIFAR10" "data.per_class.train=$PER_CLASS"
         "trainer.max_epochs=$EPOCHS" "seed=$SEEDS" ${EXTRA:-})
-GATED=(model/gnn=gated_gcn model.dim=68 model.gnn.num_layers=4)
-GPS=(model/gnn=gps model.dim=56 model.gnn.num_layers=3)
+gated_gcn=(model/gnn=gated_gcn model.dim=68 model.gnn.num_layers=4)
+gps=(model/gnn=gps model.dim=56 model.gnn.num_layers=3)
 PROTOCOL="model.descriptors=[mean_r,mean_g,mean_b,cx,cy]"
 . "$(dirname "$0")/multirun.sh"
 REPORT_ARGS="--metric val/acc"
@@ -50,8 +59,10 @@ for group in $ONLY; do
         model.sequence.config.q_lora_rank=32 model.sequence.config.kv_lora_rank=16 \
         model.sequence.config.v_head_dim=16 model.sequence.config.qk_nope_head_dim=8
       continue ;;
-    *) echo "unknown group $group: knn adjacency all sequence" >&2; exit 2 ;;
   esac
-  multirun "${group}_gated_gcn" "${COMMON[@]}" "${graph[@]}" "${GATED[@]}"
-  multirun "${group}_gps" "${COMMON[@]}" "${graph[@]}" "${GPS[@]}"
+  for model in $MODELS; do
+    declare -n stage=$model  # the model's overrides: gated_gcn=(...) or gps=(...)
+    multirun "${group}_${model}" "${COMMON[@]}" "${graph[@]}" "${stage[@]}"
+    unset -n stage
+  done
 done

@@ -8,8 +8,9 @@
 # (breakdowns included), predict on a validation image; with CIFAR10 and WEIGHTS set,
 # experiment=cifar10 at the full budget (experiments/cifar10.sh: all 45,000 training photos,
 # 30 epochs, 3 seeds, the CNN alone and the pipeline from random and pretrained weights)
-# and, with CIFAR10 alone, the superpixel-graph benchmark at the published budget
-# (experiments/cifar10_superpixels.sh: 45,000 photos, 100 epochs, 4 seeds); wall times, metrics and the GPU's peak memory and utilisation.
+# and, with CIFAR10 and SUPERPIXELS=1, the superpixel-graph benchmark at the published budget
+# (experiments/cifar10_superpixels.sh: 45,000 photos, 100 epochs, 4 seeds: hours on one GPU;
+# its DeepSeek row needs pip install -e ".[lm]"); wall times, metrics and the GPU's peak memory and utilisation.
 #
 #   bash experiments/gpu_check.sh [WORK_DIR] [extra train overrides ...]
 #
@@ -120,8 +121,9 @@ if [ -n "${CIFAR10:-}" ] && [ -n "${WEIGHTS:-}" ]; then
 fi
 
 # the superpixel-graph benchmark at the published budget (every training photo, 100 epochs,
-# 4 seeds) when CIFAR10 is set; SUPERPIXEL_GROUPS picks its rows (default: all of them)
-if [ -n "${CIFAR10:-}" ]; then
+# 4 seeds) when CIFAR10 is set and SUPERPIXELS=1; SUPERPIXEL_GROUPS picks its rows (default:
+# all of them), SUPERPIXEL_EPOCHS its epochs
+if [ -n "${CIFAR10:-}" ] && [ "${SUPERPIXELS:-0}" = 1 ]; then
     say "== cifar10_superpixels: PER_CLASS=null EPOCHS=${SUPERPIXEL_EPOCHS:-100} bash experiments/cifar10_superpixels.sh"
     t0=$(date +%s)
     PER_CLASS=null EPOCHS=${SUPERPIXEL_EPOCHS:-100} ONLY=${SUPERPIXEL_GROUPS:-knn adjacency all sequence} \

@@ -23,6 +23,13 @@ OPTIONS = ("top_k", "threshold", "top_objects", "object_threshold", "top_relatio
            "relation_threshold")  # fmt: skip
 
 
+def region_pairs(edge_index: torch.Tensor) -> int:
+    """The pairs of regions the graph joins, either way or both (an adjacency graph holds
+    each pair twice, a k-nearest graph once or twice)."""
+    lo, hi = edge_index.min(0).values, edge_index.max(0).values
+    return int(torch.unique(torch.stack([lo, hi]), dim=1).size(1)) if edge_index.numel() else 0
+
+
 def list_images(path: str | Path) -> list[Path]:
     """The image itself, or the images of a folder (sorted); a clear error if none."""
     path = Path(path)
@@ -190,7 +197,7 @@ def predict_image(
         "size": list(size),
         "working_size": list(reversed(graph.image.shape[1:])),
         "regions": graph.num_nodes,
-        "edges": int(graph.edge_index.size(1)) // 2,
+        "edges": region_pairs(graph.edge_index),
         **task.prediction_record(out, graph, settings),
     }
     _clock(timings, "record", start, device)

@@ -13,7 +13,12 @@ from torch import nn
 
 from graphvision.baseline import BackboneNet
 from graphvision.model import GraphVisionNet, Net
-from graphvision.tasks.legacy import CHECKPOINT_FORMAT, fill_missing, upgrade_state_dict
+from graphvision.tasks.legacy import (
+    CHECKPOINT_FORMAT,
+    fill_missing,
+    refuse_unfit_weights,
+    upgrade_state_dict,
+)
 
 STAGES = ("val", "test")
 
@@ -215,6 +220,7 @@ class GraphVisionModule(L.LightningModule):
         """Resuming from a checkpoint of an older format renames its parameters to today's
         names and starts the parts it did not have (the grouping head) afresh."""
         fmt = checkpoint.get("graphvision_format", 1)
+        refuse_unfit_weights(checkpoint.get("hyper_parameters") or {}, fmt)
         if fmt < 2:
             checkpoint["state_dict"] = upgrade_state_dict(checkpoint["state_dict"])
         if fmt < CHECKPOINT_FORMAT:

@@ -23,6 +23,13 @@ def _as_image(image) -> np.ndarray:
     return arr
 
 
+def one_per_pair(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Which edges stand for their pair of regions: ``src < dst`` of a pair joined both ways,
+    and the one edge of a pair joined one way (``data.regions.edges=knn``). ``[E]`` bool."""
+    pairs = set(zip(src.tolist(), dst.tolist()))
+    return np.array([s < d or (d, s) not in pairs for s, d in zip(src.tolist(), dst.tolist())])
+
+
 def _np(x) -> np.ndarray:
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
@@ -83,7 +90,7 @@ def draw_region_graph(
         from matplotlib.collections import LineCollection
 
         src, dst = _np(edge_index)
-        keep = src < dst
+        keep = one_per_pair(src, dst)
         ax.add_collection(
             LineCollection(
                 np.stack([xy[src[keep]], xy[dst[keep]]], 1),
@@ -273,8 +280,9 @@ def to_networkx(graph, node_attrs=("pos", "x"), edge_attrs=("edge_attr",)):
             attrs.update({name: float(v) for name, v in zip(NODE_FEATURES, _np(graph.x[i]))})
         g.add_node(i, **attrs)
     ei = _np(graph.edge_index)
+    keep = one_per_pair(ei[0], ei[1]) if ei.size else np.zeros(0, dtype=bool)
     for k, (s, o) in enumerate(ei.T):
-        if s < o:
+        if keep[k]:
             attrs = {a: _np(graph[a][k]).tolist() for a in edge_attrs if a in graph}
             if "edge_attr" in graph and graph.edge_attr.size(1) == len(EDGE_FEATURES):
                 attrs.update(

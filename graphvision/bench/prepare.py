@@ -80,7 +80,8 @@ def stage_times(jobs, regions, objects, cache_dir: Path) -> dict:
         timed("decode_full_size", decode_image, job.path, job.expected_size)
         rgb, size = timed("decode_reduced", decode_image, job.path, job.expected_size, regions.size)
         image = timed("resize", resize_image, rgb, regions.size)
-        graph = timed("regions", lambda im: region_graph(im, slic_superpixels(im, regions)), image)
+        graph = timed("regions", lambda im: region_graph(im, slic_superpixels(im, regions),
+                      regions.edges, regions.k, regions.knn_colour), image)  # fmt: skip
         key = timed("cache_key", job.key, regions, objects)
         entry = graph_tensors({"image": image, **graph}, job.image_id)  # as build_entry's
         if job.category_ids:  # COCO's objects (an image folder's photos have a class alone)

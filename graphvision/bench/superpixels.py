@@ -9,10 +9,11 @@ measured in the same run:
   pyg-lib or torch-cluster, which do not install here); the minutes per worker for the
   folder's every photo (50,000 for CIFAR-10);
 - training: graphs per second of a training step (forward, loss, backward, AdamW) of each
-  benchmark model (``--models``) on one batch of the folder's photos, against a GatedGCN
-  written with PyG's own gated layer (``ResGatedGraphConv``, which projects every edge's
-  source features with the edge features: ``[E, C + e]`` products) at the same width, depth
-  and readout, on the same batch, steps taking turns.
+  benchmark model (``--models``) on one batch of the folder's photos, against one named
+  baseline for every row: the benchmark's GatedGCN (4 layers, width 68, mean readout) written
+  with PyG's own gated layer (``ResGatedGraphConv``, which projects every edge's source
+  features with the edge features: ``[E, C + e]`` products), on the same batch, the two
+  steps taking turns.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from graphvision.bench.common import BenchmarkInputError, time_steps
 
 log = logging.getLogger(__name__)
 
+#: the width of the PyG GatedGCN baseline: the benchmark GatedGCN's
+BASELINE_WIDTH = 68
 #: the benchmark models (``experiments/cifar10_superpixels.sh``'s rows), as Hydra overrides
 MODELS = {
     "gated_gcn": ["model/gnn=gated_gcn", "model.dim=68", "model.gnn.num_layers=4"],
@@ -153,7 +156,7 @@ def training(args) -> dict:
             module, batch = module_and_batch(None, args.batch_size, Path(tmp), overrides)
             ours = full_step_of(module, batch)
             width = module.hparams.dim
-            baseline = pyg_gated_baseline(width, 4, len(module.net.task.classes), 16)
+            baseline = pyg_gated_baseline(BASELINE_WIDTH, 4, len(module.net.task.classes), 16)
             opt = torch.optim.AdamW(baseline.parameters(), lr=1e-3, fused=True)
 
             def pyg_step(baseline=baseline, opt=opt, batch=batch) -> None:
@@ -207,8 +210,8 @@ def summary(result: dict) -> str:
         f"descriptors, 5 edge features), PyG ToSLIC + 8-NN {p['pyg_toslic_knn_photos_per_s']} "
         f"photos/s -> {p['speedup_vs_pyg']}x; the folder's {p['folder_photos']:,} photos: "
         f"{p['folder_minutes_one_worker']} min on one worker",
-        f"\ntraining step, batch {result['batch_size']} (graphs/s; baseline: GatedGCN with PyG's "
-        "ResGatedGraphConv at the same width, 4 layers, same batch):",
+        f"\ntraining step, batch {result['batch_size']} (graphs/s; baseline for every row: "
+        f"GatedGCN with PyG's ResGatedGraphConv, width {BASELINE_WIDTH}, 4 layers, same batch):",
     ]
     for name, r in result["training"].items():
         lines.append(

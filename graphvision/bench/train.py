@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from graphvision.bench.common import require_device, time_steps
+from graphvision.bench.common import BenchmarkInputError, require_device, time_steps
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -131,6 +131,12 @@ def backbone_step_of(module, batch, device: str = "cpu", precision: str = "32"):
     import torch
 
     backbone = module.net.features
+    if not backbone.out_channels:
+        raise BenchmarkInputError(
+            "bench train times the network against its backbone alone, and "
+            "model/backbone=none has none: use --baseline cnn_baseline with a backbone, or "
+            "python -m graphvision.bench superpixels for the no-CNN models"
+        )
     opt = torch.optim.AdamW(backbone.parameters(), lr=1e-4, fused=True)
     autocast = precision_context(device, precision)
 
@@ -150,6 +156,8 @@ def on_device(module, batch, args):
     import torch
 
     module, batch = module.to(args.device), batch.to(args.device)
+    if args.compile and not hasattr(module.net.features, "body"):
+        raise BenchmarkInputError("--compile compiles the backbone: model/backbone=none has none")
     if args.compile:
         module.net.features.body = torch.compile(module.net.features.body)
     return module, batch

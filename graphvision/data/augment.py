@@ -34,7 +34,7 @@ from graphvision.data.coco import (
     unpack_masks,
 )
 from graphvision.data.relations import pairwise_relations
-from graphvision.regions import region_graph
+from graphvision.regions import RegionConfig, region_graph
 
 
 @dataclass(frozen=True)
@@ -117,11 +117,11 @@ def jitter_colour(image: torch.Tensor, t: Transform) -> torch.Tensor:
 
 
 def transform_entry(
-    entry: dict, t: Transform, objects: ObjectConfig, edges: str = "adjacency", k: int = 8
+    entry: dict, t: Transform, objects: ObjectConfig, regions: RegionConfig | None = None
 ) -> dict:
     """A cache entry as if its image had been ``t``-transformed before pre-processing, its
-    superpixels kept (module docstring); ``edges`` and ``k``: the region graph's
-    (``data.regions``, :func:`~graphvision.regions.region_graph`)."""
+    superpixels kept (module docstring); its region graph rebuilt as ``regions`` (``edges``,
+    ``k``, ``knn_colour``; default: the adjacency graph) says."""
     image = entry["image"].float() / 255.0  # (3, H, W)
     _, h, w = image.shape
     image = _sample(image, t, "bilinear")
@@ -130,7 +130,10 @@ def transform_entry(
     rgb = (image * 255.0).round().clamp(0, 255).to(torch.uint8)  # (3, H, W)
     # a padded border (``pad``) belongs to the region at the edge beside it
     labels = _sample(entry["segments"].float()[None], t, "nearest", "border")[0].round().long()
-    graph = region_graph(rgb.permute(1, 2, 0).numpy(), labels.numpy(), edges, k)
+    regions = regions or RegionConfig()
+    graph = region_graph(
+        rgb.permute(1, 2, 0).numpy(), labels.numpy(), regions.edges, regions.k, regions.knn_colour
+    )
     out = {
         "image": rgb,
         "segments": torch.from_numpy(graph["segments"].astype(np.int32)),
@@ -227,10 +230,9 @@ def augment_entry(
     objects: ObjectConfig,
     epoch: int,
     index: int,
-    edges: str = "adjacency",
-    k: int = 8,
+    regions: RegionConfig | None = None,
 ) -> dict:
     """``entry`` under the transform drawn for ``(cfg.seed, epoch, index)``, its region graph
-    rebuilt as ``edges`` and ``k`` say."""
+    rebuilt as ``regions`` says (:func:`transform_entry`)."""
     rng = np.random.default_rng([cfg.seed, epoch, index])
-    return transform_entry(entry, sample_transform(rng, cfg), objects, edges, k)
+    return transform_entry(entry, sample_transform(rng, cfg), objects, regions)

@@ -99,9 +99,7 @@ class RegionGraphDataset(Dataset):
                 self._memory[i] = self._entry(i)
             entry = self._memory[i]
         if self.augment is not None:
-            entry = augment_entry(
-                entry, self.augment, self.objects, epoch, i, self.regions.edges, self.regions.k
-            )
+            entry = augment_entry(entry, self.augment, self.objects, epoch, i, self.regions)
         return to_graph(entry)
 
 

@@ -35,6 +35,10 @@ def descriptor_columns(names) -> list[int]:
     Raises:
         ValueError: an unknown or repeated name, naming the columns there are.
     """
+    if names is None:
+        raise ValueError(
+            f"model.descriptors=null: give all, or a list of columns of {NODE_FEATURES}"
+        )
     if isinstance(names, str):
         if names != "all":
             raise ValueError(
@@ -91,26 +95,30 @@ def region_adjacency(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return edge_index[:, order], boundary[order]
 
 
-def knn_edges(pos: np.ndarray, colour: np.ndarray, k: int = 8) -> np.ndarray:
+def knn_edges(pos: np.ndarray, colour: np.ndarray | None = None, k: int = 8) -> np.ndarray:
     """The k-nearest-neighbour graph of the superpixel benchmarks (benchmarking-gnns'
-    MNIST/CIFAR10-superpixels): regions are near when both their centroids and their mean
-    colours are.
+    MNIST/CIFAR10-superpixels): each region sends an edge to the ``k`` regions most similar
+    to it.
 
-    Each region ``i`` scales its distances by its own ``sigma``: the mean of its distances to
-    its ``k`` nearest other regions, once in position and once in colour (so the result does
-    not depend on the units of either). The similarity of ``i`` and ``j`` is
-    ``exp(-(d_pos / sigma_pos_i)^2 - (d_colour / sigma_colour_i)^2)``, averaged with ``j``'s
-    view of ``i`` (symmetric), and every region receives an edge from each of the ``k``
-    regions most similar to it (all the others when there are at most ``k``). Ties go to
-    the lower region id.
+    Each region ``i`` scales its distances by its own ``sigma_i``: the mean of its distances
+    to its ``k`` nearest other regions (so the result does not depend on the units). The
+    similarity of ``i`` and ``j`` is ``exp(-(d_pos / sigma_pos_i)^2)`` on the centroids alone
+    (``colour=None``: the published datasets' graphs), or
+    ``exp(-(d_pos / sigma_pos_i)^2 - (d_colour / sigma_colour_i)^2)`` with the mean colours
+    (benchmarking-gnns' other option), averaged with ``j``'s view of ``i`` (symmetric). Ties
+    go to the lower region id. One difference from benchmarking-gnns' code: it takes the 9
+    most similar with ``np.argpartition`` and keeps 8 of them (the one it drops is whichever
+    the partition leaves last, in practice the most similar); here the ``k`` most similar
+    are kept.
 
     Args:
-        pos: ``[N, 2]`` centroids; colour: ``[N, C]`` mean colours; k: neighbours (>= 1).
+        pos: ``[N, 2]`` centroids; colour: ``[N, C]`` mean colours or None (default);
+        k: neighbours (default 8, >= 1).
 
     Returns:
         ``edge_index`` ``[2, N * min(k, N - 1)]`` int64 ``(source, target)``, no self
-        loops, sorted by (source, target). Not symmetric: ``j -> i`` when ``j`` is among
-        ``i``'s ``k`` nearest.
+        loops, sorted by (source, target): ``i -> j`` for each of ``i``'s ``k`` most similar
+        ``j`` (every region has out-degree ``min(k, N - 1)``; the graph is not symmetric).
     """
     if k < 1:
         raise ValueError(f"regions.k={k}: a k-nearest-neighbour graph needs k >= 1")
@@ -128,14 +136,14 @@ def knn_edges(pos: np.ndarray, colour: np.ndarray, k: int = 8) -> np.ndarray:
         sigma = nearest.mean(axis=1) + 1e-8  # (N,)
         return (d / sigma[:, None]) ** 2
 
-    sim = np.exp(-scaled_sq(pos) - scaled_sq(colour))
+    exponent = scaled_sq(pos) + (0.0 if colour is None else scaled_sq(colour))
+    sim = np.exp(-exponent)
     sim = 0.5 * (sim + sim.T)
     np.fill_diagonal(sim, -np.inf)
     nearest = np.argsort(-sim, axis=1, kind="stable")[:, :k]  # (N, k): ties to the lower id
-    target = np.repeat(np.arange(n, dtype=np.int64), k)
-    source = nearest.reshape(-1).astype(np.int64)
-    order = np.lexsort((target, source))
-    return np.stack([source[order], target[order]])
+    source = np.repeat(np.arange(n, dtype=np.int64), k)
+    target = np.sort(nearest, axis=1).reshape(-1).astype(np.int64)  # (source, target) order
+    return np.stack([source, target])
 
 
 def shared_boundary(labels: np.ndarray, edge_index: np.ndarray) -> np.ndarray:
@@ -220,15 +228,21 @@ def edge_geometry(
 
 
 def region_graph(
-    image: np.ndarray, labels: np.ndarray, edges: str = "adjacency", k: int = 8
+    image: np.ndarray,
+    labels: np.ndarray,
+    edges: str = "adjacency",
+    k: int = 8,
+    knn_colour: bool = False,
 ) -> dict[str, np.ndarray]:
     """Everything the data contract needs from an image and its label map.
 
     Args:
         edges: ``adjacency`` (default: regions that touch, :func:`region_adjacency`) or
-            ``knn`` (each region's ``k`` nearest in position and colour, :func:`knn_edges`:
-            the superpixel benchmarks' graph). The edge features are the same either way
-            (:data:`EDGE_FEATURES`; ``boundary`` is 0 between regions that do not touch).
+            ``knn`` (each region to its ``k`` nearest, :func:`knn_edges`: the superpixel
+            benchmarks' graph; on the centroids alone, or with ``knn_colour`` on centroids
+            and mean colours). The edge features are the same either way
+            (:data:`EDGE_FEATURES`; ``boundary`` is 0 between regions that do not touch;
+            benchmarking-gnns' graphs carry the similarity instead).
 
     Returns ``segments`` ``[H, W]``, ``x``, ``pos``, ``edge_index``, ``edge_attr``.
     """
@@ -237,7 +251,7 @@ def region_graph(
     labels = relabel_consecutive(labels)
     desc = region_descriptors(image, labels)
     if edges == "knn":
-        edge_index = knn_edges(desc["pos"], desc["mean_colour"], k)
+        edge_index = knn_edges(desc["pos"], desc["mean_colour"] if knn_colour else None, k)
         boundary = shared_boundary(labels, edge_index)
     else:
         edge_index, boundary = region_adjacency(labels)

@@ -33,6 +33,7 @@ class RegionConfig:
     backend: str = "skimage"  # skimage | opencv | grid
     edges: str = "adjacency"  # adjacency (regions that touch) | knn (the superpixel benchmarks')
     k: int = 8  # neighbours of each region with edges=knn
+    knn_colour: bool = False  # edges=knn: nearest in position and mean colour (not position alone)
 
     def __post_init__(self) -> None:
         size = tuple(int(s) for s in self.size)
@@ -57,7 +58,7 @@ class RegionConfig:
         the default adjacency graph (caches built before there was a choice stay valid)."""
         out = {**asdict(self), "size": list(self.size)}
         if self.edges == "adjacency":
-            del out["edges"], out["k"]
+            del out["edges"], out["k"], out["knn_colour"]
         return out
 
 
@@ -170,7 +171,7 @@ def image_to_regions(image: np.ndarray, cfg: RegionConfig) -> dict[str, np.ndarr
     """
     image = resize_image(image, cfg.size)
     labels = slic_superpixels(image, cfg)
-    return {"image": image, **region_graph(image, labels, cfg.edges, cfg.k)}
+    return {"image": image, **region_graph(image, labels, cfg.edges, cfg.k, cfg.knn_colour)}
 
 
 def _opencv_slic(image: np.ndarray, cfg: RegionConfig) -> np.ndarray:

@@ -107,6 +107,18 @@ def fill_missing(state: dict, fresh: dict) -> dict:
     return {**{k: v for k, v in fresh.items() if k not in state}, **state}
 
 
+def refuse_unfit_weights(hyper_parameters: dict, fmt: int) -> None:
+    """A clear error for an old checkpoint whose weights today's layers cannot take: a
+    format-4 ``gated_gcn`` (PyG's ``ResGatedGraphConv``), by :func:`upgrade_checkpoint` and
+    by a training run resuming from it alike."""
+    if fmt < 5 and (hyper_parameters.get("gnn") or {}).get("layer") == "gated_gcn":
+        raise ValueError(
+            "this checkpoint's model/gnn=gated_gcn is PyG's ResGatedGraphConv, which "
+            "graphvision replaced by GatedGCN with edge states (graphvision.gnn."
+            "GatedGCNConv); its weights do not fit it: train it again"
+        )
+
+
 def upgrade_checkpoint(checkpoint: dict) -> dict:
     """A checkpoint of an older format, in today's layout (a new dict; its state dict may
     still lack the parts the old format did not have: :func:`fill_missing`)."""
@@ -121,12 +133,7 @@ def upgrade_checkpoint(checkpoint: dict) -> dict:
         backbone["return_nodes"] = [hyper["backbone"].get("return_node", "layer2")]
         hyper = {**hyper, "net": "graph", "backbone": backbone}
     if fmt < 5:  # before model.descriptors (every descriptor column) and GatedGCN's edge state
-        if (hyper.get("gnn") or {}).get("layer") == "gated_gcn":
-            raise ValueError(
-                "this checkpoint's model/gnn=gated_gcn is PyG's ResGatedGraphConv, which "
-                "graphvision replaced by GatedGCN with edge states (graphvision.gnn."
-                "GatedGCNConv); its weights do not fit it: train it again"
-            )
+        refuse_unfit_weights(hyper, fmt)
         hyper = {**hyper, "descriptors": "all"}
     return {
         **checkpoint,
