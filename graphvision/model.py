@@ -13,7 +13,7 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
-from graphvision.regions import EDGE_FEATURES, NODE_FEATURES, descriptor_columns
+from graphvision.regions import EDGE_FEATURES, descriptor_columns
 from graphvision.sequence import SequenceStage
 from graphvision.tasks import Task
 
@@ -115,7 +115,6 @@ class GraphVisionNet(Net):
                 "model/backbone=none with model.descriptors=[] leaves the regions no features: "
                 "name descriptor columns (or all), or choose a backbone"
             )
-        self.descriptors = [NODE_FEATURES[i] for i in columns]
         self.register_buffer("columns", torch.tensor(columns, dtype=torch.long), persistent=False)
         self.node_encoder = nn.Sequential(
             nn.Linear(width, dim),

@@ -89,25 +89,23 @@ def trainer_config(trainer_cfg: DictConfig) -> DictConfig:
     return cfg
 
 
-def parameter_counts(module: torch.nn.Module) -> dict[str, int]:
-    """``parameters`` and ``trainable_parameters`` of ``module``, and the parameters of each
-    of its direct children (the network's stages: ``features``, ``gnn``, ...) by name."""
+def parameter_counts(module: torch.nn.Module) -> dict:
+    """``parameters`` and ``trainable_parameters`` of ``module``, and ``stages``: the
+    parameters of each of its direct children (the network's ``features``, ``gnn``, ...)."""
     return {
         "parameters": sum(p.numel() for p in module.parameters()),
         "trainable_parameters": sum(p.numel() for p in module.parameters() if p.requires_grad),
-        **{
+        "stages": {
             name: sum(p.numel() for p in child.parameters())
             for name, child in module.named_children()
         },
     }
 
 
-def describe_parameters(counts: dict[str, int]) -> str:
+def describe_parameters(counts: dict) -> str:
     """One log line of :func:`parameter_counts`: ``105,298 (105,298 trainable; features 0,
     ...)``."""
-    stages = ", ".join(
-        f"{k} {v:,}" for k, v in counts.items() if k not in ("parameters", "trainable_parameters")
-    )
+    stages = ", ".join(f"{k} {v:,}" for k, v in counts["stages"].items())
     return f"{counts['parameters']:,} ({counts['trainable_parameters']:,} trainable; {stages})"
 
 
@@ -160,11 +158,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             if hasattr(datamodule, "regions_per_image")
             else None
         ),
-        **{
-            k: v
-            for k, v in parameter_counts(model).items()
-            if k in ("parameters", "trainable_parameters")
-        },
+        **{k: v for k, v in parameter_counts(model).items() if k != "stages"},
     }
     (Path(cfg.paths.output_dir) / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return metrics

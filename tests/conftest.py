@@ -45,6 +45,23 @@ def cifar10() -> str:
     return str(CIFAR10)
 
 
+def compose_cifar10_handful(experiment: str, cifar10: str, tmp: Path):
+    """``experiment`` on two CIFAR-10 photos of each class (``data.per_class``: the first of
+    each class folder), one for validation, a ``fast_dev_run``."""
+    return compose_cfg(
+        overrides=[
+            f"experiment={experiment}",
+            f"data.root={cifar10}",
+            "data.per_class.train=2",
+            "data.per_class.val=1",
+            "data.batch_size=8",
+            "data.prepare_workers=1",
+            "debug=fdr",
+        ],
+        tmp=tmp,
+    )
+
+
 def compose_cfg(
     config_name: str = "train", overrides: list[str] | None = None, tmp: Path | None = None
 ):

@@ -12,7 +12,7 @@ import torch
 import torchvision
 
 from graphvision.features import RegionFeatures, freeze_batch_norm
-from tests.conftest import ROOT, SCENE_INFO, build_module, compose_cfg
+from tests.conftest import ROOT, SCENE_INFO, build_module, compose_cfg, compose_cifar10_handful
 
 WEIGHTS = os.environ.get(
     "GRAPHVISION_WEIGHTS",
@@ -187,18 +187,7 @@ def test_cifar10_experiment_composes_and_trains_a_step(tmp_path, cifar10):
     module takes the first of each class folder, and a step trains."""
     from graphvision.train import train
 
-    cfg = compose_cfg(
-        overrides=[
-            "experiment=cifar10",
-            f"data.root={cifar10}",
-            "data.per_class.train=2",
-            "data.per_class.val=1",
-            "data.batch_size=8",
-            "data.prepare_workers=1",
-            "debug=fdr",
-        ],
-        tmp=tmp_path,
-    )
+    cfg = compose_cifar10_handful("cifar10", cifar10, tmp_path)
     assert cfg.data.augment.pad == 0.125 and cfg.data.augment.min_scale == 1.0
     dm = hydra.utils.instantiate(cfg.data)
     jobs = dm.split_jobs("train")

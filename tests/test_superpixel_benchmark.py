@@ -24,7 +24,7 @@ from graphvision.regions import (
     region_adjacency,
     region_graph,
 )
-from tests.conftest import compose_cfg, make_image_folder
+from tests.conftest import compose_cfg, compose_cifar10_handful, make_image_folder
 
 
 def brute_force_knn(pos, colour, k: int) -> set[tuple[int, int]]:
@@ -219,18 +219,7 @@ def test_cifar10_superpixels_composes_trains_a_step_and_logs_its_parameter_count
     network, and the logged parameter count is the network's ``sum(p.numel())``."""
     from graphvision.train import parameter_counts, train
 
-    cfg = compose_cfg(
-        overrides=[
-            "experiment=cifar10_superpixels",
-            f"data.root={cifar10}",
-            "data.per_class.train=2",
-            "data.per_class.val=1",
-            "data.batch_size=8",
-            "data.prepare_workers=1",
-            "debug=fdr",
-        ],
-        tmp=tmp_path,
-    )
+    cfg = compose_cifar10_handful("cifar10_superpixels", cifar10, tmp_path)
     assert cfg.data.regions.edges == "knn" and cfg.data.regions.k == 8
     assert list(cfg.model.descriptors) == list(BENCHMARK_DESCRIPTORS)
     dm = hydra.utils.instantiate(cfg.data)
@@ -242,8 +231,8 @@ def test_cifar10_superpixels_composes_trains_a_step_and_logs_its_parameter_count
     module = hydra.utils.instantiate(cfg.model, info=dm.info)
     total = sum(p.numel() for p in module.net.parameters())
     counts = parameter_counts(module.net)
-    assert counts["parameters"] == total and counts["features"] == 0
-    assert sum(v for k, v in counts.items() if "parameters" not in k) == total
+    assert counts["parameters"] == total and counts["stages"]["features"] == 0
+    assert sum(counts["stages"].values()) == total
     assert 80_000 <= total <= 120_000  # the protocol's ~100k
     with caplog.at_level(logging.INFO, logger="graphvision.train"):
         metrics = train(cfg)
