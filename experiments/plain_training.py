@@ -133,8 +133,16 @@ def main() -> None:
     std = statistics.stdev(finals) if len(finals) > 1 else 0.0
     print(f"plain {args.arch}: scene mAP {statistics.mean(finals):.4f} ± {std:.4f}")
     if args.out:
-        args.out.write_text(json.dumps({"args": vars(args) | {"root": str(args.root),
-            "out": str(args.out)}, "curves": curves}, indent=2) + "\n")  # fmt: skip
+        args.out.write_text(
+            json.dumps(
+                {
+                    "args": vars(args) | {"root": str(args.root), "out": str(args.out)},
+                    "curves": curves,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

@@ -51,7 +51,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     task = model.net.task
     modes = evaluation_modes(cfg.get("mode"), task)
     if cfg.get("grouping"):
-        from graphvision.grouping import GROUPINGS
+        from graphvision.nn.grouping import GROUPINGS
 
         if cfg.grouping not in GROUPINGS:
             raise ValueError(f"grouping={cfg.grouping}: choose among {list(GROUPINGS)}")
@@ -73,8 +73,11 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     model.detect = "sgdet" in modes
     trainer = hydra.utils.instantiate(cfg.trainer, logger=False, callbacks=[])
     trainer.validate(model, datamodule=datamodule, verbose=False)
-    metrics = {k: v for k, v in scalar_metrics(trainer.callback_metrics).items()
-               if not other_mode(k, modes, task)}  # fmt: skip
+    metrics = {
+        k: v
+        for k, v in scalar_metrics(trainer.callback_metrics).items()
+        if not other_mode(k, modes, task)
+    }
     write_metrics(metrics, cfg.paths.output_dir)
     model.to(trainer.strategy.root_device)  # Lightning hands the model back on the CPU
     task.write_breakdowns(

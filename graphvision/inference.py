@@ -15,12 +15,18 @@ from torch_geometric.data import Batch
 from graphvision.data.cache import build_entry, to_graph
 from graphvision.data.coco import ObjectConfig
 from graphvision.data.images import IMAGE_SUFFIXES, load_rgb
-from graphvision.grouping import all_pairs, box_memberships
+from graphvision.nn.grouping import all_pairs, box_memberships
 from graphvision.regions import RegionConfig
 
 #: ``conf/predict.yaml``'s settings that shape a prediction record
-OPTIONS = ("top_k", "threshold", "top_objects", "object_threshold", "top_relations",
-           "relation_threshold")  # fmt: skip
+OPTIONS = (
+    "top_k",
+    "threshold",
+    "top_objects",
+    "object_threshold",
+    "top_relations",
+    "relation_threshold",
+)
 
 
 def region_pairs(edge_index: torch.Tensor) -> int:
@@ -84,8 +90,11 @@ def read_boxes(path: str | Path, images: list[Path], categories: list[str]) -> d
         for k, obj in enumerate(objects):
             where = f"boxes={path}: entry {image!r}, object {k}"
             bbox = obj.get("bbox") if isinstance(obj, dict) else None
-            if not (isinstance(bbox, list) and len(bbox) == 4
-                    and all(isinstance(v, int | float) for v in bbox)):  # fmt: skip
+            if not (
+                isinstance(bbox, list)
+                and len(bbox) == 4
+                and all(isinstance(v, int | float) for v in bbox)
+            ):
                 raise ValueError(
                     f"{where}: 'bbox' must be [x, y, width, height] in pixels, got {bbox!r}"
                 )
@@ -120,8 +129,15 @@ def given_objects(graph, boxes: dict, path: Path, size: tuple[int, int]) -> None
                 f"boxes: {path.name}, object {k}: box [{x}, {y}, {w}, {h}] has no area inside "
                 f"the {width}x{height} photo"
             )
-    norm = torch.stack([xywh[:, 0] / width, xywh[:, 1] / height,
-                        (xywh[:, 0] + xywh[:, 2]) / width, (xywh[:, 1] + xywh[:, 3]) / height], 1)  # fmt: skip
+    norm = torch.stack(
+        [
+            xywh[:, 0] / width,
+            xywh[:, 1] / height,
+            (xywh[:, 0] + xywh[:, 2]) / width,
+            (xywh[:, 1] + xywh[:, 3]) / height,
+        ],
+        1,
+    )
     norm = norm.clamp(0, 1)
     index, weight = box_memberships(graph.segments, norm, graph.num_nodes)
     m = norm.size(0)
@@ -190,8 +206,12 @@ def predict_image(
     out["attention"] = seq.attention
     out = {k: v.cpu() for k, v in out.items()}
     start = time.perf_counter()
-    settings = {**options, "size": size, "annotated": annotation is not None,
-                "labels_given": boxes is not None and boxes["labels"] is not None}  # fmt: skip
+    settings = {
+        **options,
+        "size": size,
+        "annotated": annotation is not None,
+        "labels_given": boxes is not None and boxes["labels"] is not None,
+    }
     record = {
         "image": str(path),
         "size": list(size),

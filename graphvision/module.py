@@ -11,8 +11,8 @@ import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import nn
 
-from graphvision.baseline import BackboneNet
-from graphvision.model import GraphVisionNet, Net
+from graphvision.nn.baseline import BackboneNet
+from graphvision.nn.net import GraphVisionNet, Net
 from graphvision.tasks.legacy import (
     CHECKPOINT_FORMAT,
     fill_missing,
@@ -58,15 +58,15 @@ class GraphVisionModule(L.LightningModule):
             optionally ``unseen``).
         task: the task config (``model/task=...``): heads, losses (with their weights) and
             metrics.
-        net: ``graph`` (:class:`~graphvision.model.GraphVisionNet`: regions, GNN, sequence
-            stage) or ``backbone`` (:class:`~graphvision.baseline.BackboneNet`, the backbone
+        net: ``graph`` (:class:`~graphvision.nn.net.GraphVisionNet`: regions, GNN, sequence
+            stage) or ``backbone`` (:class:`~graphvision.nn.baseline.BackboneNet`, the backbone
             alone, ``model=cnn_baseline``; ``gnn`` and ``sequence`` are then null).
         backbone, gnn, sequence: stage configs (``_target_`` + arguments).
         dim: token width throughout.
         dropout: in the heads.
         descriptors: the region descriptor columns in each region's input (``graph``
             networks): ``all`` (default) or a list of names
-            (:class:`~graphvision.model.GraphVisionNet`).
+            (:class:`~graphvision.nn.net.GraphVisionNet`).
         lr, weight_decay: AdamW (no decay on biases and norms).
         warmup_fraction: linear warm-up share of all steps before the cosine decay.
         data_config: the DataModule config the model was trained with, kept in checkpoints
@@ -95,7 +95,7 @@ class GraphVisionModule(L.LightningModule):
         data_config: dict | None = None,
     ) -> None:
         super().__init__()
-        if net == "backbone" and backbone.get("_target_") == "graphvision.features.NoBackbone":
+        if net == "backbone" and backbone.get("_target_") == "graphvision.nn.features.NoBackbone":
             raise ValueError(
                 "model=cnn_baseline is the backbone alone: it needs a backbone, not "
                 "model/backbone=none"
@@ -173,14 +173,22 @@ class GraphVisionModule(L.LightningModule):
         )
         for name, value in losses.items():
             self.log(
-                f"{stage}/loss_{name}", value, batch_size=bs, on_epoch=True, on_step=False,
+                f"{stage}/loss_{name}",
+                value,
+                batch_size=bs,
+                on_epoch=True,
+                on_step=False,
                 sync_dist=sync,
-            )  # fmt: skip
+            )
         for name, value in self.net.statistics().items():
             self.log(
-                f"{stage}/{name}", value, batch_size=bs, on_epoch=True, on_step=False,
+                f"{stage}/{name}",
+                value,
+                batch_size=bs,
+                on_epoch=True,
+                on_step=False,
                 sync_dist=sync,
-            )  # fmt: skip
+            )
         return out, loss
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:

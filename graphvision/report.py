@@ -40,12 +40,14 @@ def read_runs(root: str | Path) -> list[dict]:
         overrides_file = job / ".hydra" / "overrides.yaml"
         overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
         summary_file = job / "summary.json"
-        runs.append({
-            "dir": job,
-            "overrides": [str(o) for o in overrides or []],
-            "metrics": json.loads(metrics_file.read_text()),
-            "summary": json.loads(summary_file.read_text()) if summary_file.is_file() else {},
-        })  # fmt: skip
+        runs.append(
+            {
+                "dir": job,
+                "overrides": [str(o) for o in overrides or []],
+                "metrics": json.loads(metrics_file.read_text()),
+                "summary": json.loads(summary_file.read_text()) if summary_file.is_file() else {},
+            }
+        )
     if not runs:
         raise FileNotFoundError(
             f"{root}: no job folder with a metrics.json (is this a multirun folder?)"
@@ -94,17 +96,19 @@ def summarise(runs: list[dict]) -> list[dict]:
     rows = []
     for name, members in groups.items():
         metrics = sorted({k for r in members for k in r["metrics"]})
-        rows.append({
-            "configuration": name,
-            "runs": len(members),
-            "metrics": {k: [r["metrics"].get(k) for r in members] for k in metrics},
-            "fit_seconds": [r["summary"].get("fit_seconds") for r in members],
-            "seconds_per_epoch": [r["summary"].get("seconds_per_epoch") for r in members],
-            "prepare_ms_per_image": prepare_ms_per_image(members),
-            "regions_per_image": [r["summary"].get("regions_per_image") for r in members],
-            "parameters": members[0]["summary"].get("parameters"),
-            "trainable_parameters": members[0]["summary"].get("trainable_parameters"),
-        })  # fmt: skip
+        rows.append(
+            {
+                "configuration": name,
+                "runs": len(members),
+                "metrics": {k: [r["metrics"].get(k) for r in members] for k in metrics},
+                "fit_seconds": [r["summary"].get("fit_seconds") for r in members],
+                "seconds_per_epoch": [r["summary"].get("seconds_per_epoch") for r in members],
+                "prepare_ms_per_image": prepare_ms_per_image(members),
+                "regions_per_image": [r["summary"].get("regions_per_image") for r in members],
+                "parameters": members[0]["summary"].get("parameters"),
+                "trainable_parameters": members[0]["summary"].get("trainable_parameters"),
+            }
+        )
     return rows
 
 

@@ -19,9 +19,22 @@ OBJECTS = ObjectConfig()
 #: three boxes (x, y, w, h) in a 64x64 scene, categories 1, 2, 3; no segmentation: the box
 #: is the mask, so that masks are exact at any whole-pixel crop
 BOXES = {1: [4, 20, 16, 16], 2: [40, 22, 16, 12], 3: [24, 44, 12, 16]}
-FIELDS = ("image", "segments", "x", "pos", "edge_index", "edge_attr", "y", "obj_label",
-          "obj_box", "obj_region_index", "obj_region_weight", "obj_mask", "rel_index",
-          "rel_label")  # fmt: skip
+FIELDS = (
+    "image",
+    "segments",
+    "x",
+    "pos",
+    "edge_index",
+    "edge_attr",
+    "y",
+    "obj_label",
+    "obj_box",
+    "obj_region_index",
+    "obj_region_weight",
+    "obj_mask",
+    "rel_index",
+    "rel_label",
+)
 
 
 def _annotations(boxes: dict) -> tuple:
@@ -56,12 +69,24 @@ def scene(tmp_path_factory):
 
 def test_flip_twice_is_the_identity_and_the_identity_keeps_the_cache(scene):
     once = transform_entry(scene, Transform(), OBJECTS)
-    twice = transform_entry(transform_entry(scene, Transform(flip=True), OBJECTS),
-                            Transform(flip=True), OBJECTS)  # fmt: skip
+    twice = transform_entry(
+        transform_entry(scene, Transform(flip=True), OBJECTS), Transform(flip=True), OBJECTS
+    )
     for key in FIELDS:
         assert torch.equal(once[key], twice[key]), key
-    for key in ("image", "segments", "x", "pos", "edge_index", "edge_attr", "y", "obj_label",
-                "obj_mask", "rel_index", "rel_label"):  # fmt: skip
+    for key in (
+        "image",
+        "segments",
+        "x",
+        "pos",
+        "edge_index",
+        "edge_attr",
+        "y",
+        "obj_label",
+        "obj_mask",
+        "rel_index",
+        "rel_label",
+    ):
         assert torch.equal(once[key], scene[key]), key
     torch.testing.assert_close(once["obj_box"], scene["obj_box"])
 
@@ -95,8 +120,9 @@ def test_a_crop_equals_the_builders_on_the_cropped_annotations(scene):
         if x1 > x0 and y1 > y0:
             cropped[c] = [x0, y0, x1 - x0, y1 - y0]
     assert sorted(cropped) == [1, 3]
-    fresh = object_targets(list(_annotations(cropped)), 64, 64, {1: 0, 2: 1, 3: 2},
-                           crop["segments"].numpy(), OBJECTS)  # fmt: skip
+    fresh = object_targets(
+        list(_annotations(cropped)), 64, 64, {1: 0, 2: 1, 3: 2}, crop["segments"].numpy(), OBJECTS
+    )
     _assert_same_targets(crop, fresh)
     assert crop["y"].tolist() == [[1.0, 0.0, 1.0]]
 
@@ -111,12 +137,17 @@ def test_a_quarter_turn_equals_the_builders_on_the_turned_annotations(scene):
 
     turned = transform_entry(scene, Transform(angle=math.pi / 2), OBJECTS)
     boxes = {c: [y, 64 - x - w, h, w] for c, (x, y, w, h) in BOXES.items()}
-    fresh = object_targets(list(_annotations(boxes)), 64, 64, {1: 0, 2: 1, 3: 2},
-                           turned["segments"].numpy(), OBJECTS)  # fmt: skip
+    fresh = object_targets(
+        list(_annotations(boxes)), 64, 64, {1: 0, 2: 1, 3: 2}, turned["segments"].numpy(), OBJECTS
+    )
     _assert_same_targets(turned, fresh)
     # the label map turned the same way, pixel for pixel (its regions numbered one to one)
-    pairs = set(zip(np.rot90(scene["segments"].numpy()).ravel().tolist(),
-                    turned["segments"].numpy().ravel().tolist()))  # fmt: skip
+    pairs = set(
+        zip(
+            np.rot90(scene["segments"].numpy()).ravel().tolist(),
+            turned["segments"].numpy().ravel().tolist(),
+        )
+    )
     assert len(pairs) == len({a for a, _ in pairs}) == len({b for _, b in pairs})
     assert len(pairs) == int(scene["segments"].max()) + 1
 
@@ -141,9 +172,15 @@ def test_the_training_loader_augments_and_repeats_validation_does_not(tmp_path):
     from graphvision.data import SyntheticDataModule
 
     def module(augment):
-        dm = SyntheticDataModule(data_dir=str(tmp_path), cache_dir=str(tmp_path / "cache"),
-                                 num_train=8, num_val=4, batch_size=4, prepare_workers=1,
-                                 augment=augment)  # fmt: skip
+        dm = SyntheticDataModule(
+            data_dir=str(tmp_path),
+            cache_dir=str(tmp_path / "cache"),
+            num_train=8,
+            num_val=4,
+            batch_size=4,
+            prepare_workers=1,
+            augment=augment,
+        )
         dm.prepare_data()
         dm.setup("fit")
         return dm
@@ -178,15 +215,19 @@ def _per_object_reference(entry: dict, t: Transform, objects: ObjectConfig) -> d
     moved = t.to_output(corners.reshape(-1, 2)).reshape(-1, 4, 2)
     new_boxes = np.clip(np.concatenate([moved.min(1), moved.max(1)], 1), 0.0, 1.0)
     visible = (new_boxes[:, 2] - new_boxes[:, 0]) * (new_boxes[:, 3] - new_boxes[:, 1])
-    keep = [m for m in range(len(boxes))
-            if visible[m] > objects.min_object_size and (coverage[m] >= 0.5).any()]  # fmt: skip
+    keep = [
+        m
+        for m in range(len(boxes))
+        if visible[m] > objects.min_object_size and (coverage[m] >= 0.5).any()
+    ]
     flat = segments.ravel()
     area = np.bincount(flat).astype(np.float64)
     out = {"obj_region_index": [[], []], "obj_region_weight": [], "obj_mask": [], "centres": []}
     for new, m in enumerate(keep):
         inside = coverage[m] >= 0.5
-        regions, weights = region_memberships(flat, inside.astype(np.float64), area,
-                                              objects.min_membership)  # fmt: skip
+        regions, weights = region_memberships(
+            flat, inside.astype(np.float64), area, objects.min_membership
+        )
         out["obj_region_index"][0] += [new] * len(regions)
         out["obj_region_index"][1] += regions.tolist()
         out["obj_region_weight"] += weights.astype(np.float32).tolist()
@@ -195,8 +236,9 @@ def _per_object_reference(entry: dict, t: Transform, objects: ObjectConfig) -> d
     kept = new_boxes[keep].astype(np.float32)
     pairs = [(i, j) for i in range(len(keep)) for j in range(len(keep)) if i != j]
     out["rel_index"] = np.array(pairs, dtype=np.int64).reshape(-1, 2).T
-    out["rel_label"] = [relation(kept[i], kept[j], out["centres"][i], out["centres"][j])
-                        for i, j in pairs]  # fmt: skip
+    out["rel_label"] = [
+        relation(kept[i], kept[j], out["centres"][i], out["centres"][j]) for i, j in pairs
+    ]
     return out
 
 
@@ -206,8 +248,13 @@ def test_vectorised_object_targets_equal_the_per_object_loop(scene, coco_tiny, t
     from graphvision.data import CocoDataModule
     from graphvision.data.augment import sample_transform
 
-    dm = CocoDataModule(root=str(coco_tiny), cache_dir=str(tmp_path / "cache"), limit_images=12,
-                        prepare_workers=1, regions={"size": [96, 96], "n_segments": 60})  # fmt: skip
+    dm = CocoDataModule(
+        root=str(coco_tiny),
+        cache_dir=str(tmp_path / "cache"),
+        limit_images=12,
+        prepare_workers=1,
+        regions={"size": [96, 96], "n_segments": 60},
+    )
     dm.prepare_data()
     dm.setup("fit")
     entries = [scene] + [dm.datasets["val"]._entry(i) for i in range(12)]
@@ -247,8 +294,9 @@ def test_pairwise_relations_equal_the_scalar_rule_on_random_and_boundary_layouts
             index, labels = pairwise_relations(boxes, centres)
             pairs = [(i, j) for i in range(m) for j in range(m) if i != j]
             assert index.T.tolist() == [list(p) for p in pairs]
-            assert labels.tolist() == [relation(boxes[i], boxes[j], centres[i], centres[j])
-                                       for i, j in pairs]  # fmt: skip
+            assert labels.tolist() == [
+                relation(boxes[i], boxes[j], centres[i], centres[j]) for i, j in pairs
+            ]
 
 
 def test_a_padded_crop_shifts_the_image_by_whole_pixels_with_black_past_the_edge(scene):
@@ -265,8 +313,9 @@ def test_a_padded_crop_shifts_the_image_by_whole_pixels_with_black_past_the_edge
     assert moved["x"].shape[0] == regions and int(moved["segments"].min()) == 0
     boxes = {c: [x + 8, y + 4, w, h] for c, (x, y, w, h) in BOXES.items()}
     clipped = {c: [x, y, min(w, 64 - x), min(h, 64 - y)] for c, (x, y, w, h) in boxes.items()}
-    fresh = object_targets(list(_annotations(clipped)), 64, 64, {1: 0, 2: 1, 3: 2},
-                           moved["segments"].numpy(), OBJECTS)  # fmt: skip
+    fresh = object_targets(
+        list(_annotations(clipped)), 64, 64, {1: 0, 2: 1, 3: 2}, moved["segments"].numpy(), OBJECTS
+    )
     _assert_same_targets(moved, fresh)
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torchvision
 
-from graphvision.features import RegionFeatures, freeze_batch_norm
+from graphvision.nn.features import RegionFeatures, freeze_batch_norm
 from tests.conftest import ROOT, SCENE_INFO, build_module, compose_cfg, compose_cifar10_handful
 
 WEIGHTS = os.environ.get(
@@ -138,8 +138,11 @@ def test_lr_scale_puts_the_backbone_in_its_own_parameter_groups(net):
     trainable = [id(p) for p in module.parameters() if p.requires_grad]
     assert sorted(seen) == sorted(trainable)
     assert {g["name"] for g in opt.param_groups} == {
-        "backbone", "backbone_no_decay", "rest", "rest_no_decay"
-    }  # fmt: skip
+        "backbone",
+        "backbone_no_decay",
+        "rest",
+        "rest_no_decay",
+    }
     torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5)  # sets each group's lr
     lrs = {g["name"]: g["lr"] for g in opt.param_groups}
     assert lrs["rest"] == pytest.approx(0.001)
@@ -176,8 +179,11 @@ def test_mobilenet_v2_config_return_nodes_have_the_strides_it_names(tmp_path):
     with torch.no_grad():
         maps = features.feature_maps(torch.zeros(1, 3, 160, 160))
     assert [(m.shape[1], 160 // m.shape[-1]) for m in maps] == [
-        (32, 8), (96, 16), (320, 32), (1280, 32)
-    ]  # fmt: skip
+        (32, 8),
+        (96, 16),
+        (320, 32),
+        (1280, 32),
+    ]
     module = build_module(SCENE_INFO, ["model=cnn_baseline", "model/backbone=mobilenet_v2"])
     assert module.net.features.return_nodes == ["features.18"]
 

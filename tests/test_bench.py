@@ -53,9 +53,29 @@ def test_bench_regions_json(tmp_path, coco_tiny, monkeypatch):
 @pytest.mark.slow
 def test_bench_prepare_json(tmp_path, coco_tiny):
     out = tmp_path / "prepare.json"
-    result = bench.main(["prepare", "--out", str(out), "--root", str(coco_tiny), "--limit", "6",
-                         "--size", "96", "96", "--n-segments", "36", "--backend", "grid",
-                         "--workers", "2", "1", "--stage-images", "3"])  # fmt: skip
+    result = bench.main(
+        [
+            "prepare",
+            "--out",
+            str(out),
+            "--root",
+            str(coco_tiny),
+            "--limit",
+            "6",
+            "--size",
+            "96",
+            "96",
+            "--n-segments",
+            "36",
+            "--backend",
+            "grid",
+            "--workers",
+            "2",
+            "1",
+            "--stage-images",
+            "3",
+        ]
+    )
     assert json.loads(out.read_text()) == result
     assert result["regions"]["size"] == [96, 96] and result["regions"]["compactness"] == 10.0
     assert result["regions_per_image"] == 36.0  # a 6x6 grid on every image
@@ -146,9 +166,23 @@ def test_bench_train_bf16_and_compiled_backbone(tmp_path, monkeypatch):
         return original(module, batch, device, precision)
 
     monkeypatch.setattr(bench_train, "backbone_step_of", spy)
-    result = bench.main(["train", "--out", str(tmp_path / "t.json"), "--batch-size", "2",
-                         "--repeats", "1", "--regions", "--precision", "bf16-mixed", "--compile",
-                         "--override", "data.regions.size=[160,160]"])  # fmt: skip
+    result = bench.main(
+        [
+            "train",
+            "--out",
+            str(tmp_path / "t.json"),
+            "--batch-size",
+            "2",
+            "--repeats",
+            "1",
+            "--regions",
+            "--precision",
+            "bf16-mixed",
+            "--compile",
+            "--override",
+            "data.regions.size=[160,160]",
+        ]
+    )
     assert (result["precision"], result["compile"], result["image_size"]) == (
         "bf16-mixed",
         True,
@@ -173,9 +207,27 @@ def test_bench_cuda_without_a_gpu_is_a_clear_error(tmp_path, monkeypatch):
 def test_bench_loader_json(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "loader.json"
-    result = bench.main(["loader", "--out", str(out), "--images", "8", "--batch-size", "4",
-                         "--workers", "0", "2", "4", "--epochs", "1", "--repeats", "1",
-                         "--pin-memory", "--no-persistent-workers"])  # fmt: skip
+    result = bench.main(
+        [
+            "loader",
+            "--out",
+            str(out),
+            "--images",
+            "8",
+            "--batch-size",
+            "4",
+            "--workers",
+            "0",
+            "2",
+            "4",
+            "--epochs",
+            "1",
+            "--repeats",
+            "1",
+            "--pin-memory",
+            "--no-persistent-workers",
+        ]
+    )
     assert json.loads(out.read_text()) == result and result["augment"] is True
     assert result["pin_memory"] is True and result["persistent_workers"] is False
     assert set(result["loader_images_per_s"]) == {"0", "2", "4"}
@@ -192,8 +244,21 @@ def test_bench_profile_json(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     from graphvision.bench.profile import RANGES
 
-    result = bench.main(["profile", "--out", str(tmp_path / "p.json"), "--batch-size", "4",
-                         "--images", "8", "--steps", "1", "--top", "4"])  # fmt: skip
+    result = bench.main(
+        [
+            "profile",
+            "--out",
+            str(tmp_path / "p.json"),
+            "--batch-size",
+            "4",
+            "--images",
+            "8",
+            "--steps",
+            "1",
+            "--top",
+            "4",
+        ]
+    )
     assert json.loads((tmp_path / "p.json").read_text()) == result
     assert set(result["ranges_fraction"]) == set(RANGES)
     top = result["top"]
@@ -239,11 +304,14 @@ def test_grid_tokens_to_reach_a_superpixel_score(tmp_path):
     from graphvision.bench.tokens import ablation_table
 
     runs = [  # backend, n_segments, seed, scene_map, regions per image
-        ("grid", 64, 0, 0.09, 64.0), ("grid", 64, 1, 0.11, 64.0),
-        ("grid", 256, 0, 0.20, 256.0), ("grid", 256, 1, 0.20, 256.0),
-        ("skimage", 64, 0, 0.15, 58.0), ("skimage", 64, 1, 0.15, 60.0),
+        ("grid", 64, 0, 0.09, 64.0),
+        ("grid", 64, 1, 0.11, 64.0),
+        ("grid", 256, 0, 0.20, 256.0),
+        ("grid", 256, 1, 0.20, 256.0),
+        ("skimage", 64, 0, 0.15, 58.0),
+        ("skimage", 64, 1, 0.15, 60.0),
         ("skimage", 256, 0, 0.30, 230.0),
-    ]  # fmt: skip
+    ]
     for i, (backend, n, seed, value, regions) in enumerate(runs):
         job = tmp_path / str(i)
         (job / ".hydra").mkdir(parents=True)
@@ -263,8 +331,9 @@ def test_grid_tokens_to_reach_a_superpixel_score(tmp_path):
     (baseline / "metrics.json").write_text(json.dumps({"val/scene_map": 0.5}))
     table = ablation_table(str(tmp_path), "val/scene_map")
     assert [(r["n_segments"], r["regions"], r["mean"], r["runs"]) for r in table["grid"]] == [
-        (64, 64.0, 0.1, 2), (256, 256.0, 0.2, 2)
-    ]  # fmt: skip
+        (64, 64.0, 0.1, 2),
+        (256, 256.0, 0.2, 2),
+    ]
     assert table["grid"][0]["std"] == pytest.approx(0.0141, abs=1e-4)
     first, second = table["skimage"]
     assert first["regions"] == 59.0 and first["grid_tokens_for_same"] == pytest.approx(128.0)
@@ -274,8 +343,23 @@ def test_grid_tokens_to_reach_a_superpixel_score(tmp_path):
 @pytest.mark.slow
 def test_bench_tokens_json(tmp_path):
     out = tmp_path / "tokens.json"
-    result = bench.main(["tokens", "--out", str(out), "--tokens", "16", "32", "64", "--repeats",
-                         "1", "--stages", "none", "transformer", "pretrained_lm"])  # fmt: skip
+    result = bench.main(
+        [
+            "tokens",
+            "--out",
+            str(out),
+            "--tokens",
+            "16",
+            "32",
+            "64",
+            "--repeats",
+            "1",
+            "--stages",
+            "none",
+            "transformer",
+            "pretrained_lm",
+        ]
+    )
     assert json.loads(out.read_text()) == result
     transformer = result["stages"]["transformer"]
     memory = [transformer["tokens"][t]["memory_mb"] for t in ("16", "32", "64")]
@@ -297,9 +381,25 @@ def test_bench_prepare_of_an_image_folder(tmp_path):
 
     root = make_image_folder(tmp_path / "folder", per_class=4)
     out = tmp_path / "prepare.json"
-    result = bench.main(["prepare", "--out", str(out), "--folder", str(root), "--limit", "1",
-                         "--n-segments", "16", "--backend", "grid", "--workers", "1",
-                         "--stage-images", "2"])  # fmt: skip
+    result = bench.main(
+        [
+            "prepare",
+            "--out",
+            str(out),
+            "--folder",
+            str(root),
+            "--limit",
+            "1",
+            "--n-segments",
+            "16",
+            "--backend",
+            "grid",
+            "--workers",
+            "1",
+            "--stage-images",
+            "2",
+        ]
+    )
     assert result["regions"]["size"] == [32, 32] and result["regions"]["n_segments"] == 16
     classes = len(list((root / "train").iterdir()))
     assert result["build_1_workers"]["images"] == 2 * classes  # one of each class per split
@@ -327,10 +427,26 @@ def test_bench_train_against_the_cnn_alone_on_an_image_folder(tmp_path, monkeypa
         return original(module, batch, device, precision)
 
     monkeypatch.setattr(bench_train, "full_step_of", spy)
-    result = bench.main(["train", "--out", str(tmp_path / "t.json"), "--batch-size", "4",
-                         "--repeats", "1", "--regions", "--baseline", "cnn_baseline",
-                         "--override", "experiment=cifar10", "--override", f"data.root={root}",
-                         "--override", "model.dim=32"])  # fmt: skip
+    result = bench.main(
+        [
+            "train",
+            "--out",
+            str(tmp_path / "t.json"),
+            "--batch-size",
+            "4",
+            "--repeats",
+            "1",
+            "--regions",
+            "--baseline",
+            "cnn_baseline",
+            "--override",
+            "experiment=cifar10",
+            "--override",
+            f"data.root={root}",
+            "--override",
+            "model.dim=32",
+        ]
+    )
     assert built == [("GraphVisionNet", 4), ("BackboneNet", 4)]
     assert result["baseline"] == "cnn_baseline" and result["image_size"] == [32, 32]
     d = result["default"]
@@ -344,9 +460,24 @@ def test_bench_superpixels_against_pyg(tmp_path):
     from tests.conftest import make_image_folder
 
     root = make_image_folder(tmp_path / "folder", per_class=4)
-    result = bench.main(["superpixels", "--out", str(tmp_path / "s.json"), "--folder", str(root),
-                         "--limit", "3", "--batch-size", "4", "--repeats", "1",
-                         "--models", "gated_gcn", "transformer"])  # fmt: skip
+    result = bench.main(
+        [
+            "superpixels",
+            "--out",
+            str(tmp_path / "s.json"),
+            "--folder",
+            str(root),
+            "--limit",
+            "3",
+            "--batch-size",
+            "4",
+            "--repeats",
+            "1",
+            "--models",
+            "gated_gcn",
+            "transformer",
+        ]
+    )
     assert result["regions"]["edges"] == "knn" and result["regions"]["size"] == [32, 32]
     p = result["preprocessing"]
     assert p["photos"] == 3 and p["folder_photos"] == len(list(root.glob("*/*/*.png")))

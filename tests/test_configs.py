@@ -294,7 +294,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MultilabelAveragePrecision
 
-from graphvision.heads import SceneHead
+from graphvision.nn.heads import SceneHead
 from graphvision.tasks import Task
 
 

@@ -326,8 +326,9 @@ def test_image_folder_per_class_takes_the_first_images_of_every_class(tmp_path):
 
     root = make_image_folder(tmp_path / "folder", per_class=4)
     whole = ImageFolderDataModule(root=str(root), cache_dir=str(tmp_path / "c"))
-    dm = ImageFolderDataModule(root=str(root), cache_dir=str(tmp_path / "c"),
-                               per_class={"train": 2, "val": None})  # fmt: skip
+    dm = ImageFolderDataModule(
+        root=str(root), cache_dir=str(tmp_path / "c"), per_class={"train": 2, "val": None}
+    )
     classes = len(whole.info["classes"])
     jobs = dm.jobs("train")
     assert len(jobs) == 2 * classes

@@ -69,16 +69,23 @@ class Server:
 
 def _coco_archives(images: bytes | None = None) -> tuple[dict[str, bytes], dict[str, Archive]]:
     coco = {"images": [], "annotations": [], "categories": [{"id": 1, "name": "thing"}]}
-    annotations = _zip({f"annotations/instances_{s}2017.json": json.dumps(coco).encode()
-                        for s in ("train", "val")})  # fmt: skip
+    annotations = _zip(
+        {f"annotations/instances_{s}2017.json": json.dumps(coco).encode() for s in ("train", "val")}
+    )
     val = _zip({"val2017/000000000001.jpg": b"\xff\xd8 a jpeg " * 5000})
     train = _zip({"train2017/000000000002.jpg": b"\xff\xd8 another " * 5000})
-    served = {"/annotations/ann.zip": annotations, "/zips/val2017.zip": val,
-              "/zips/train2017.zip": images if images is not None else train}  # fmt: skip
+    served = {
+        "/annotations/ann.zip": annotations,
+        "/zips/val2017.zip": val,
+        "/zips/train2017.zip": images if images is not None else train,
+    }
     originals = {"annotations": annotations, "val": val, "train": train}
     folders = {"annotations": "annotations", "val": "val2017", "train": "train2017"}
-    paths = {"annotations": "annotations/ann.zip", "val": "zips/val2017.zip",
-             "train": "zips/train2017.zip"}  # fmt: skip
+    paths = {
+        "annotations": "annotations/ann.zip",
+        "val": "zips/val2017.zip",
+        "train": "zips/train2017.zip",
+    }
     archives = {
         k: Archive(paths[k], len(data), hashlib.md5(data).hexdigest(), folders[k])
         for k, data in originals.items()

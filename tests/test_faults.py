@@ -32,8 +32,13 @@ from graphvision.data.coco import DataError
 from tests.conftest import ROOT, SQUARE, make_tiny_coco
 
 GOOD = SQUARE
-SECOND = {**GOOD, "id": 2, "category_id": 2, "bbox": [4, 4, 10, 10],
-          "segmentation": [[4, 4, 14, 4, 14, 14, 4, 14]]}  # fmt: skip
+SECOND = {
+    **GOOD,
+    "id": 2,
+    "category_id": 2,
+    "bbox": [4, 4, 10, 10],
+    "segmentation": [[4, 4, 14, 4, 14, 14, 4, 14]],
+}
 DELETE = object()
 
 #: (what changes in annotation 2 of a 32x32 image, the reason it is dropped)
@@ -43,10 +48,14 @@ BAD_ANNOTATIONS = [
     ({"segmentation": [[4, 4, 20, 4, 20]]}, "polygon with an odd number of coordinates"),
     ({"segmentation": [["4", 4, 20, 4, 20, 20]]}, "polygon that is not a list of numbers"),
     ({"segmentation": 7}, "segmentation that is neither polygons nor an RLE"),
-    ({"segmentation": {"size": [16, 16], "counts": [256]}},
-     "RLE whose size differs from the image's height/width"),
-    ({"segmentation": {"size": [32, 32], "counts": [10, 5]}},
-     "RLE whose counts do not add up to height x width"),
+    (
+        {"segmentation": {"size": [16, 16], "counts": [256]}},
+        "RLE whose size differs from the image's height/width",
+    ),
+    (
+        {"segmentation": {"size": [32, 32], "counts": [10, 5]}},
+        "RLE whose counts do not add up to height x width",
+    ),
     ({"segmentation": {"counts": "PPYo0"}}, "RLE without a size [height, width]"),
     ({"bbox": [4, 4, 10]}, "bbox that is not a list of 4 numbers"),
     ({"bbox": "4 4 10 10"}, "bbox that is not a list of 4 numbers"),
@@ -59,7 +68,7 @@ BAD_ANNOTATIONS = [
     ({"bbox": [-20, 4, 10, 10]}, "bbox outside the image"),
     ({"iscrowd": 2}, "iscrowd that is not 0 or 1"),
     ({"id": 1}, "duplicate annotation id"),
-]  # fmt: skip
+]
 
 
 def _image(seed: int = 0, size=(32, 32)) -> np.ndarray:
@@ -93,9 +102,13 @@ def test_a_bad_annotation_is_dropped_counted_or_refused(tmp_path, caplog, change
     assert f"instances_val2017.json: 1 of 2 annotations dropped: 1 x {reason}" in caplog.text
     assert dict(dm.index("val").dropped) == {reason: 1}
     assert dm.datasets["val"][0].obj_label.tolist() == [0]  # GOOD alone, category 1
-    with pytest.raises(DataError, match=re.escape(
+    with pytest.raises(
+        DataError,
+        match=re.escape(
             f"instances_train2017.json: annotation id {change.get('id', 2)} (image id 1): {reason}. "
-            "data.strict=true makes this an error")):  # fmt: skip
+            "data.strict=true makes this an error"
+        ),
+    ):
         _module(root, tmp_path, strict=True).prepare_data()
 
 
@@ -151,8 +164,10 @@ def test_an_image_whose_size_differs_from_its_annotation_file(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):  # built already: counted again from its note
         _module(root, tmp_path).prepare_data()
     assert expected in caplog.text
-    with pytest.raises(DataError, match=re.escape(
-            f"{root / 'train2017' / 'a.png'} (image id 1): image size differs")):  # fmt: skip
+    with pytest.raises(
+        DataError,
+        match=re.escape(f"{root / 'train2017' / 'a.png'} (image id 1): image size differs"),
+    ):
         _module(root, tmp_path, strict=True).prepare_data()
 
 
@@ -182,9 +197,13 @@ def test_image_defects_are_counted_skips_or_strict_errors(tmp_path, caplog):
         r"1 x UnidentifiedImageError, 1 x no such file",
         caplog.text,
     ), caplog.text
-    with pytest.raises(DataError, match=re.escape(
+    with pytest.raises(
+        DataError,
+        match=re.escape(
             f"{root / 'train2017' / 'empty.png'} (image id 2): the file is empty (0 bytes). "
-            "data.strict=true makes this an error")):  # fmt: skip
+            "data.strict=true makes this an error"
+        ),
+    ):
         _module(root, tmp_path, strict=True).prepare_data()
 
 
@@ -258,11 +277,20 @@ SyntheticDataModule(data_dir=sys.argv[1], cache_dir=sys.argv[2], num_train=int(s
 
 def _prepare_in_background(tmp_path: Path, num_train: int) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-c", PREPARE, str(tmp_path / "data"), str(tmp_path / "cache"),
-         str(num_train)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            PREPARE,
+            str(tmp_path / "data"),
+            str(tmp_path / "cache"),
+            str(num_train),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         start_new_session=True,
-    )  # fmt: skip
+    )
 
 
 def _wait_for(condition, proc: subprocess.Popen, what: str, timeout: float = 120) -> None:
@@ -279,8 +307,13 @@ def test_runs_sharing_a_cache_wait_for_each_other(tmp_path, caplog):
     """A second run started while the first is still generating and pre-processing the same
     data waits for it, then finds every image built: nothing regenerated, nothing built
     twice, nothing left out."""
-    second = SyntheticDataModule(data_dir=str(tmp_path / "data"), cache_dir=str(tmp_path / "cache"),
-                                 num_train=60, num_val=4, prepare_workers=1)  # fmt: skip
+    second = SyntheticDataModule(
+        data_dir=str(tmp_path / "data"),
+        cache_dir=str(tmp_path / "cache"),
+        num_train=60,
+        num_val=4,
+        prepare_workers=1,
+    )
     first = _prepare_in_background(tmp_path, 60)
     _wait_for(lambda: (second.root / "train").is_dir(), first, "the first run writing images")
     with caplog.at_level(logging.INFO):
@@ -301,8 +334,13 @@ def test_killed_pre_processing_leaves_no_half_entry_and_rebuilds_only_the_rest(t
     """SIGKILL to a pre-processing run (its whole process group) part-way: every entry on disk
     loads; the next run removes the killed run's temporary files (not a live process's) and
     builds only the missing entries."""
-    dm = SyntheticDataModule(data_dir=str(tmp_path / "data"), cache_dir=str(tmp_path / "cache"),
-                             num_train=80, num_val=4, prepare_workers=1)  # fmt: skip
+    dm = SyntheticDataModule(
+        data_dir=str(tmp_path / "data"),
+        cache_dir=str(tmp_path / "cache"),
+        num_train=80,
+        num_val=4,
+        prepare_workers=1,
+    )
     dm.generate()
     proc = _prepare_in_background(tmp_path, 80)
     cache_dir = tmp_path / "cache"
@@ -370,14 +408,25 @@ def test_usage_errors_reach_the_console_without_a_traceback(tmp_path):
 def test_bad_data_on_the_command_line_is_one_message(tmp_path):
     """``train`` on data with a degenerate polygon under ``data.strict=true``: exit status 1,
     the message names the file, the annotation and the reason, no Python traceback."""
-    root = make_tiny_coco(tmp_path / "coco", {"a.png": _image()},
-                          [GOOD, _with({"segmentation": [[4, 4]]})])  # fmt: skip
+    root = make_tiny_coco(
+        tmp_path / "coco", {"a.png": _image()}, [GOOD, _with({"segmentation": [[4, 4]]})]
+    )
     proc = subprocess.run(
-        [sys.executable, "-m", "graphvision.train", "experiment=coco_relations",
-         f"data.root={root}", "data.strict=true", f"paths.data_dir={tmp_path / 'data'}",
-         f"hydra.run.dir={tmp_path / 'run'}"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "graphvision.train",
+            "experiment=coco_relations",
+            f"data.root={root}",
+            "data.strict=true",
+            f"paths.data_dir={tmp_path / 'data'}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert re.search(
         r"Error: \S+instances_train2017.json: annotation id 2 \(image id 1\): polygon with fewer "

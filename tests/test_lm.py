@@ -8,16 +8,26 @@ import torch
 
 pytest.importorskip("transformers", reason="the lm extra (transformers) is not installed")
 
-from graphvision.lm import DeepseekV3Sequence, PretrainedLMSequence, balance_loss  # noqa: E402
-from graphvision.sequence import raster_order  # noqa: E402
+from graphvision.nn.lm import DeepseekV3Sequence, PretrainedLMSequence, balance_loss  # noqa: E402
+from graphvision.nn.sequence import raster_order  # noqa: E402
 from tests.conftest import build_module  # noqa: E402
 
 SMALL = {
-    "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 4, "q_lora_rank": 32,
-    "kv_lora_rank": 16, "qk_rope_head_dim": 8, "qk_nope_head_dim": 16, "v_head_dim": 16,
-    "n_routed_experts": 4, "num_experts_per_tok": 2, "n_shared_experts": 1, "moe_intermediate_size": 64,
-    "intermediate_size": 128, "first_k_dense_replace": 1,
-}  # fmt: skip
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 4,
+    "q_lora_rank": 32,
+    "kv_lora_rank": 16,
+    "qk_rope_head_dim": 8,
+    "qk_nope_head_dim": 16,
+    "v_head_dim": 16,
+    "n_routed_experts": 4,
+    "num_experts_per_tok": 2,
+    "n_shared_experts": 1,
+    "moe_intermediate_size": 64,
+    "intermediate_size": 128,
+    "first_k_dense_replace": 1,
+}
 
 
 def _inputs():
@@ -91,7 +101,7 @@ def test_deepseek_v3_declares_balance_loss_and_expert_usage(degenerate_batch):
 
 def test_every_sequence_stage_returns_the_same_structure():
     """cls [B, d], tokens [N, d] and attention [layers, N] or None, whatever the stage."""
-    from graphvision.sequence import NoSequence, SequenceOutput, TransformerSequence
+    from graphvision.nn.sequence import NoSequence, SequenceOutput, TransformerSequence
 
     h, pos, batch = _inputs()
     for stage in (

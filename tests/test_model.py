@@ -17,11 +17,11 @@ import torchvision
 from torch_geometric.utils import to_dense_batch
 from torchvision.transforms._presets import ImageClassification
 
-from graphvision.features import RegionFeatures, load_backbone, pool_regions
-from graphvision.gnn import LAYERS, RegionGNN
-from graphvision.heads import object_geometry, pool_objects
-from graphvision.metrics import PresentLabelsAP, SceneGraphRecall, SceneGraphs
-from graphvision.sequence import from_sequence, raster_order, sincos_2d, to_sequence
+from graphvision.nn.features import RegionFeatures, load_backbone, pool_regions
+from graphvision.nn.gnn import LAYERS, RegionGNN
+from graphvision.nn.heads import object_geometry, pool_objects
+from graphvision.nn.sequence import from_sequence, raster_order, sincos_2d, to_sequence
+from graphvision.tasks.metrics import PresentLabelsAP, SceneGraphRecall, SceneGraphs
 from tests.conftest import build_module
 
 
@@ -86,7 +86,7 @@ def test_gnn_none_is_the_identity():
 
 def test_normalized_adjacency_exact():
     """Path 0 - 1 - 2 with self loops: degrees 2, 3, 2; entry (i, j) = 1 / sqrt(d_i d_j)."""
-    from graphvision.gnn import normalized_adjacency
+    from graphvision.nn.gnn import normalized_adjacency
 
     adj = normalized_adjacency(torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]]), 3).to_dense()
     d = torch.tensor([2.0, 3.0, 2.0])
@@ -262,11 +262,15 @@ def test_backbone_weights_offline_are_a_clear_error_or_a_fallback(tmp_path, monk
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     where = tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
-    with pytest.raises(FileNotFoundError, match=re.escape(
+    with pytest.raises(
+        FileNotFoundError,
+        match=re.escape(
             "cannot get pretrained weights ResNet18_Weights.IMAGENET1K_V1 (URLError: <urlopen "
             "error no network>). Without a network, download "
             f"https://download.pytorch.org/models/resnet18-f37072fd.pth on a machine with one "
-            f"and put it at {where}")):  # fmt: skip
+            f"and put it at {where}"
+        ),
+    ):
         load_backbone("resnet18", "DEFAULT")
     model, _, _ = load_backbone("resnet18", "IMAGENET1K_V1", weights_fallback="random")
     assert model.fc.out_features == 1000
@@ -289,8 +293,13 @@ def test_backbone_weights_download_once_to_the_hub_cache(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(torch.hub, "download_url_to_file", _fake_download(tmp_path / "w.pt", calls))
     spec = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
-    monkeypatch.setattr(spec.value, "transforms", functools.partial(
-        ImageClassification, crop_size=224, mean=(0.5, 0.4, 0.3), std=(0.2, 0.2, 0.2)))  # fmt: skip
+    monkeypatch.setattr(
+        spec.value,
+        "transforms",
+        functools.partial(
+            ImageClassification, crop_size=224, mean=(0.5, 0.4, 0.3), std=(0.2, 0.2, 0.2)
+        ),
+    )
     features = RegionFeatures(weights="DEFAULT")
     assert calls == [spec.url]
     assert (tmp_path / "home/hub/checkpoints/resnet18-f37072fd.pth").is_file()
@@ -303,7 +312,7 @@ def test_backbone_weights_download_once_to_the_hub_cache(tmp_path, monkeypatch):
 CHILD = """
 import os, shutil, sys, time
 import torch.hub
-from graphvision.features import load_backbone
+from graphvision.nn.features import load_backbone
 
 def slow(url, dst, hash_prefix=None, progress=True):  # a slow download, copying a local file
     with open(sys.argv[2], "a") as f:
@@ -327,10 +336,15 @@ def test_processes_of_one_machine_download_once(tmp_path):
     env = {**os.environ, "TORCH_HOME": str(tmp_path / "home")}
     log_file = tmp_path / "downloads.txt"
     children = [
-        subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path / "w.pt"), str(log_file)],
-                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(tmp_path / "w.pt"), str(log_file)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(2)
-    ]  # fmt: skip
+    ]
     outputs = [child.communicate(timeout=300) for child in children]
     assert all(child.returncode == 0 for child in children), outputs
     assert log_file.read_text().count("\n") == 1
@@ -347,7 +361,7 @@ def test_frozen_backbone_stays_frozen():
 
 
 def test_region_targets_exact():
-    from graphvision.heads import region_targets
+    from graphvision.nn.heads import region_targets
 
     index = torch.tensor([[0, 0, 1, 1], [0, 1, 1, 2]])
     weight = torch.tensor([0.9, 0.4, 0.55, 0.3])
@@ -357,7 +371,7 @@ def test_region_targets_exact():
 
 
 def test_object_masks_and_shape_exact():
-    from graphvision.heads import object_masks, object_shape
+    from graphvision.nn.heads import object_masks, object_shape
 
     segments = torch.tensor([[[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 3, 3], [2, 2, 3, 3]]])
     index = torch.tensor([[0, 0, 0], [0, 1, 2]])
@@ -388,7 +402,7 @@ def test_bilinear_at_equals_grid_sample():
     """Oracle: the gather-based interpolation equals torch's grid_sample (align_corners=False)."""
     import torch.nn.functional as F
 
-    from graphvision.features import bilinear_at
+    from graphvision.nn.features import bilinear_at
 
     torch.manual_seed(0)
     fmap = torch.randn(2, 5, 4, 6)
@@ -454,7 +468,7 @@ def test_cnn_baseline_is_the_backbone_alone(degenerate_batch):
     """``model=cnn_baseline``: the image vector is the projected global average pool of the
     last feature map (an oracle: torch's own mean over it), the region tokens are the
     projected region means; it trains a step, and its scene logits depend on the image."""
-    from graphvision.baseline import BackboneNet
+    from graphvision.nn.baseline import BackboneNet
 
     batch, info = degenerate_batch
     module = build_module(info, ["model=cnn_baseline", "model.dim=32"])

@@ -37,8 +37,12 @@ def test_decode_image_reduces_jpeg_only_as_far_as_the_working_size(tmp_path):
     Image.fromarray(pixels).save(tmp_path / "p.png")
     from graphvision.data.images import decode_image, load_rgb
 
-    for size, expected in (((160, 160), (240, 320)), ((100, 100), (120, 160)),
-                           ((60, 50), (60, 80)), ((300, 300), (480, 640))):  # fmt: skip
+    for size, expected in (
+        ((160, 160), (240, 320)),
+        ((100, 100), (120, 160)),
+        ((60, 50), (60, 80)),
+        ((300, 300), (480, 640)),
+    ):
         rgb, full = decode_image(tmp_path / "p.jpg", min_size=size)
         assert rgb.shape[:2] == expected and full == (640, 480)
     rgb, full = decode_image(tmp_path / "p.png", min_size=(160, 160))  # not a JPEG: full size
@@ -46,9 +50,17 @@ def test_decode_image_reduces_jpeg_only_as_far_as_the_working_size(tmp_path):
     assert np.array_equal(load_rgb(tmp_path / "p.png"), pixels)
 
 
-@pytest.mark.parametrize("shape,size", [((480, 640), (160, 160)), ((375, 500), (160, 160)),
-                                        ((140, 213), (160, 160)), ((333, 500), (224, 224)),
-                                        ((427, 640), (128, 96)), ((97, 61), (160, 120))])  # fmt: skip
+@pytest.mark.parametrize(
+    "shape,size",
+    [
+        ((480, 640), (160, 160)),
+        ((375, 500), (160, 160)),
+        ((140, 213), (160, 160)),
+        ((333, 500), (224, 224)),
+        ((427, 640), (128, 96)),
+        ((97, 61), (160, 120)),
+    ],
+)
 def test_box_coverage_equals_pil_box_resize_of_the_whole_mask(shape, size):
     """Oracle: PIL's BOX resampling of the whole mask (what object_targets computed
     before), on random blobs, with and without a remainder, down and up, square and not:
@@ -162,8 +174,13 @@ def test_ddp_prepares_once_per_node_the_other_process_waits_and_loads(tmp_path, 
 
     script = tmp_path / "ddp_prepare.py"
     script.write_text(DDP_SCRIPT)
-    proc = subprocess.run([sys.executable, str(script), str(tmp_path), str(coco_tiny)],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=600)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, str(script), str(tmp_path), str(coco_tiny)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "distributed_backend=gloo" in proc.stderr + proc.stdout
     events = {
@@ -191,10 +208,14 @@ def test_label_maps_are_stored_in_int16_and_loaded_as_int64(tmp_path):
     assert compact_labels(np.full((2, 2), 40_000)).dtype == np.int32  # more regions than int16
     import torch
 
-    entry = {"image": torch.zeros(3, 3, 4, dtype=torch.uint8),
-             "segments": torch.from_numpy(compact_labels(small)),
-             "x": torch.zeros(12, 13), "pos": torch.zeros(12, 2),
-             "edge_index": torch.zeros(2, 0, dtype=torch.long), "edge_attr": torch.zeros(0, 5)}  # fmt: skip
+    entry = {
+        "image": torch.zeros(3, 3, 4, dtype=torch.uint8),
+        "segments": torch.from_numpy(compact_labels(small)),
+        "x": torch.zeros(12, 13),
+        "pos": torch.zeros(12, 2),
+        "edge_index": torch.zeros(2, 0, dtype=torch.long),
+        "edge_attr": torch.zeros(0, 5),
+    }
     save_entry(entry, tmp_path / "e.gvc")
     loaded = load_entry(tmp_path / "e.gvc")
     assert loaded["segments"].dtype == torch.int16

@@ -71,7 +71,7 @@ def test_configuration_table_test_fails_on_an_unlisted_option(tmp_path):
 
     conf = tmp_path / "conf"
     shutil.copytree(CONFIG_DIR, conf)
-    (conf / "model" / "gnn" / "sage.yaml").write_text("_target_: graphvision.gnn.RegionGNN\n")
+    (conf / "model" / "gnn" / "sage.yaml").write_text("_target_: graphvision.nn.gnn.RegionGNN\n")
     (conf / "augment").mkdir()
     (conf / "augment" / "flip.yaml").write_text("p: 0.5\n")
     table, groups = readme_table(README.read_text()), config_groups(conf)

@@ -229,10 +229,15 @@ def test_grid_tokens_through_the_data_module(tmp_path):
     from graphvision.data import SyntheticDataModule
 
     def module(backend):
-        dm = SyntheticDataModule(data_dir=str(tmp_path), cache_dir=str(tmp_path / "cache"),
-                                 num_train=4, num_val=4, batch_size=4, prepare_workers=1,
-                                 regions={"size": [64, 64], "n_segments": 16,
-                                          "backend": backend})  # fmt: skip
+        dm = SyntheticDataModule(
+            data_dir=str(tmp_path),
+            cache_dir=str(tmp_path / "cache"),
+            num_train=4,
+            num_val=4,
+            batch_size=4,
+            prepare_workers=1,
+            regions={"size": [64, 64], "n_segments": 16, "backend": backend},
+        )
         dm.prepare_data()
         dm.setup("fit")
         return dm

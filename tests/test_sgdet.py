@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from graphvision.grouping import (
+from graphvision.nn.grouping import (
     all_pairs,
     box_memberships,
     connected_components,
@@ -17,7 +17,12 @@ from graphvision.grouping import (
     region_instances,
     same_instance_targets,
 )
-from graphvision.metrics import DetectionEval, SceneGraphRecall, SceneGraphs, coco_detection_metrics
+from graphvision.tasks.metrics import (
+    DetectionEval,
+    SceneGraphRecall,
+    SceneGraphs,
+    coco_detection_metrics,
+)
 
 
 def grid_graph(rows: int, cols: int) -> torch.Tensor:
@@ -53,9 +58,7 @@ def test_grouping_with_perfect_edge_scores_recovers_the_instances():
     """A 3x4 grid of regions with known instances (-1: background); perfect same-instance
     scores and foreground: the connected components are exactly the instances, including
     two touching instances of the same class, which the class baseline merges."""
-    instances = torch.tensor([0, 0, 1, 1,
-                              0, 0, 1, 2,
-                              -1, -1, 2, 2])  # fmt: skip
+    instances = torch.tensor([0, 0, 1, 1, 0, 0, 1, 2, -1, -1, 2, 2])
     classes = torch.tensor([5, 5, 3, 3, 5, 5, 3, 3, 9, 9, 3, 3])  # instances 1 and 2 both class 3
     edge_index = grid_graph(3, 4)
     src, dst = edge_index
@@ -147,8 +150,9 @@ def test_sgdet_iou_rule_rejects_a_box_at_iou_045():
     truth = graphs([2, 3], [[0], [1]], boxes=gt_boxes, predicates=[0])
     for height, recalled in [(0.18, 0.0), (0.22, 1.0)]:  # IoU = 0.4 * h / 0.16
         boxes = [[0.0, 0.0, 0.4, height], [0.5, 0.5, 0.9, 0.9]]
-        pred = graphs([2, 3], [[0], [1]], boxes=boxes, scores=[0.9, 0.8],
-                      predicate_scores=[[0.7, 0.3]])  # fmt: skip
+        pred = graphs(
+            [2, 3], [[0], [1]], boxes=boxes, scores=[0.9, 0.8], predicate_scores=[[0.7, 0.3]]
+        )
         metric = SceneGraphRecall(2, ks=(20,), match="iou")
         metric.update(pred, truth)
         assert metric.compute()["R@20"].item() == recalled
@@ -159,8 +163,13 @@ def test_sgdet_matches_across_different_object_orders():
     truth = graphs(
         [2, 3], [[0], [1]], boxes=[[0, 0, 0.4, 0.4], [0.5, 0.5, 0.9, 0.9]], predicates=[1]
     )
-    pred = graphs([3, 7, 2], [[2, 0], [0, 2]], boxes=[[0.5, 0.5, 0.9, 0.9], [0, 0, 1, 1], [0, 0, 0.4, 0.4]],
-                  scores=[0.9, 0.9, 0.9], predicate_scores=[[0.1, 0.9], [0.8, 0.2]])  # fmt: skip
+    pred = graphs(
+        [3, 7, 2],
+        [[2, 0], [0, 2]],
+        boxes=[[0.5, 0.5, 0.9, 0.9], [0, 0, 1, 1], [0, 0, 0.4, 0.4]],
+        scores=[0.9, 0.9, 0.9],
+        predicate_scores=[[0.1, 0.9], [0.8, 0.2]],
+    )
     metric = SceneGraphRecall(2, ks=(1,), match="iou")
     metric.update(pred, truth)
     assert metric.compute()["R@1"] == 1
@@ -186,12 +195,22 @@ def test_recall_is_a_mean_over_images_and_mean_recall_over_predicates():
     """Image 0: 2 triplets, the predicate-0 one recalled, the predicate-1 one not; image 1:
     1 triplet (predicate 0), recalled -> R = (1/2 + 1) / 2. Per-predicate recall averages
     over the images holding the predicate: predicate 0 -> (1 + 1) / 2, predicate 1 -> 0."""
-    truth = SceneGraphs(torch.tensor([0, 1, 0, 1]), torch.ones(4), torch.rand(4, 4),
-                        torch.tensor([0, 0, 1, 1]), torch.tensor([[0, 1, 2], [1, 0, 3]]),
-                        predicates=torch.tensor([0, 1, 0]))  # fmt: skip
-    pred = SceneGraphs(torch.tensor([0, 1, 0, 1]), torch.ones(4), truth.boxes,
-                       truth.batch, truth.pairs,
-                       torch.tensor([[0.9, 0.1], [0.9, 0.1], [0.8, 0.2]]))  # fmt: skip
+    truth = SceneGraphs(
+        torch.tensor([0, 1, 0, 1]),
+        torch.ones(4),
+        torch.rand(4, 4),
+        torch.tensor([0, 0, 1, 1]),
+        torch.tensor([[0, 1, 2], [1, 0, 3]]),
+        predicates=torch.tensor([0, 1, 0]),
+    )
+    pred = SceneGraphs(
+        torch.tensor([0, 1, 0, 1]),
+        torch.ones(4),
+        truth.boxes,
+        truth.batch,
+        truth.pairs,
+        torch.tensor([[0.9, 0.1], [0.9, 0.1], [0.8, 0.2]]),
+    )
     metric = SceneGraphRecall(2, ks=(50,))
     metric.update(pred, truth)
     out = metric.compute()
@@ -215,8 +234,9 @@ def test_cocoeval_of_the_ground_truth_itself_is_one():
     image_batch = torch.tensor([0, 0, 1])
     metric = DetectionEval(num_categories=3)
     image_ids = torch.tensor([7, 9])
-    metric.update(image_ids, gt, labels, torch.tensor([0.9, 0.8, 0.7]), image_batch,
-                  gt, labels, image_batch)  # fmt: skip
+    metric.update(
+        image_ids, gt, labels, torch.tensor([0.9, 0.8, 0.7]), image_batch, gt, labels, image_batch
+    )
     out = metric.compute()
     for name in ("segm_AP", "segm_AP50", "bbox_AP", "bbox_AP50", "segm_AR100", "obj_recall50"):
         assert out[name].item() == pytest.approx(1.0), name
@@ -242,8 +262,16 @@ def test_cocoeval_with_no_detections_is_zero():
     gt = masks_of([(0, 0, 10, 10)])
     metric = DetectionEval(num_categories=1)
     none = torch.zeros(0, dtype=torch.long)
-    metric.update(torch.tensor([3]), gt[:0], none, torch.zeros(0), none, gt, torch.tensor([0]),
-                  torch.tensor([0]))  # fmt: skip
+    metric.update(
+        torch.tensor([3]),
+        gt[:0],
+        none,
+        torch.zeros(0),
+        none,
+        gt,
+        torch.tensor([0]),
+        torch.tensor([0]),
+    )
     assert metric.compute()["segm_AP"].item() == 0.0
     assert (
         coco_detection_metrics([], [], 1)["segm_AP"] != coco_detection_metrics([], [], 1)["segm_AP"]
@@ -266,8 +294,15 @@ def test_a_prediction_record_with_nothing_found(degenerate_batch):
     with torch.no_grad():
         out = module.net(one, return_attention=True, detect=True)
     assert out["det_label"].numel() == 0 and (out["det_region_instance"] == -1).all()
-    options = {"top_k": 3, "threshold": 0.5, "top_objects": 16, "object_threshold": 0.0,
-               "top_relations": 20, "relation_threshold": 0.0, "size": (64, 48)}  # fmt: skip
+    options = {
+        "top_k": 3,
+        "threshold": 0.5,
+        "top_objects": 16,
+        "object_threshold": 0.0,
+        "top_relations": 20,
+        "relation_threshold": 0.0,
+        "size": (64, 48),
+    }
     record = task.prediction_record(out, graph, options)
     assert record["mode"] == "sgdet" and record["objects"] == [] and record["relations"] == []
 
@@ -275,7 +310,7 @@ def test_a_prediction_record_with_nothing_found(degenerate_batch):
 def test_grouping_head_scores_each_pair_once_and_symmetrically():
     """The grouping head's logit of an edge equals the direct computation on that edge,
     and both directions of a pair get the same logit."""
-    from graphvision.heads import GroupingHead
+    from graphvision.nn.heads import GroupingHead
 
     torch.manual_seed(0)
     head = GroupingHead(8, 5).eval()

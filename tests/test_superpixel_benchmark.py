@@ -243,7 +243,7 @@ def test_cifar10_superpixels_composes_trains_a_step_and_logs_its_parameter_count
 def test_gated_gcn_equals_its_equations_written_with_loops():
     """GatedGCN on a hand-made graph (edges 0->1, 2->1, 1->0; node 2 receives nothing):
     every node and edge output against the equations, node by node."""
-    from graphvision.gnn import GatedGCNConv
+    from graphvision.nn.gnn import GatedGCNConv
 
     torch.manual_seed(0)
     conv = GatedGCNConv(4)
@@ -293,7 +293,7 @@ def test_region_gnn_carries_gated_gcns_edge_state_from_block_to_block():
     residual on nodes and edges alike; written out by hand against RegionGNN."""
     from torch.nn.functional import gelu
 
-    from graphvision.gnn import RegionGNN
+    from graphvision.nn.gnn import RegionGNN
 
     torch.manual_seed(0)
     gnn = RegionGNN(channels=8, edge_dim=5, layer="gated_gcn", num_layers=2).eval()

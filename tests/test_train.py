@@ -248,8 +248,14 @@ def test_ddp_on_two_cpu_processes_matches_one_process_evaluation(tmp_path):
         cwd=ROOT,
     )
     single = read_metrics(tmp_path / "eval")
-    for name in ("val/loss", "val/loss_relations", "val/scene_map", "val/object_acc", "val/rel_R@50",
-                 "val/sgdet_segm_AP50"):  # fmt: skip
+    for name in (
+        "val/loss",
+        "val/loss_relations",
+        "val/scene_map",
+        "val/object_acc",
+        "val/rel_R@50",
+        "val/sgdet_segm_AP50",
+    ):
         assert ddp[name] == pytest.approx(single[name], abs=1e-4), name
 
 

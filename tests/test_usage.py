@@ -48,7 +48,7 @@ def _torch_layer(layer, dim: int, heads: int, hidden: int) -> torch.nn.Transform
 def test_encoder_layer_equals_torch_transformer_layer():
     """Oracle: our SDPA encoder layer computes nn.TransformerEncoderLayer(norm_first=True)
     with the same weights, on padded sequences, forward and backward."""
-    from graphvision.sequence import EncoderLayer
+    from graphvision.nn.sequence import EncoderLayer
 
     torch.manual_seed(0)
     layer = EncoderLayer(16, heads=4, hidden=32)
@@ -71,7 +71,7 @@ def test_cls_attention_comes_from_the_encoder_itself():
     """Oracle: the CLS attention the sequence stage returns equals nn.MultiheadAttention's
     weights for the same projections on the same pre-normed sequence; the outputs are those
     of the plain forward; and it is a distribution over CLS + regions."""
-    from graphvision.sequence import TransformerSequence, raster_order, sincos_2d, to_sequence
+    from graphvision.nn.sequence import TransformerSequence, raster_order, sincos_2d, to_sequence
 
     torch.manual_seed(0)
     seq = TransformerSequence(16, depth=1, heads=2).eval()
@@ -190,11 +190,18 @@ def test_predict_with_annotations_adds_objects_and_relations(trained, tmp_path):
 
 def _predict(trained, tmp_path, *args) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "graphvision.predict",
-         f"ckpt_path={trained / 'run/checkpoints/last.ckpt'}", *args,
-         f"hydra.run.dir={tmp_path / 'hydra'}"],
-        capture_output=True, text=True, cwd=ROOT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "graphvision.predict",
+            f"ckpt_path={trained / 'run/checkpoints/last.ckpt'}",
+            *args,
+            f"hydra.run.dir={tmp_path / 'hydra'}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
 
 
 def test_predict_finds_objects_in_a_photo_without_annotations(trained, coco_tiny, tmp_path):
@@ -268,18 +275,26 @@ def test_predict_refuses_bad_boxes(trained, coco_tiny, tmp_path):
     assert proc.returncode != 0 and f"boxes={boxes}: entry 'nope.jpg' names no image" in proc.stderr
     categories = ["red circle", "blue square"]
     for content, message in [
-        ({photo.name: [{"bbox": [0, 0, 10, 10], "category": "unicorn"}]}, "object 0: unknown category 'unicorn'"),
+        (
+            {photo.name: [{"bbox": [0, 0, 10, 10], "category": "unicorn"}]},
+            "object 0: unknown category 'unicorn'",
+        ),
         ({photo.name: [{"bbox": [0, 0, 10]}]}, "object 0: 'bbox' must be [x, y, width, height]"),
         ({photo.name: []}, "must be a non-empty list of objects"),
-    ]:  # fmt: skip
+    ]:
         boxes.write_text(json.dumps(content))
         with pytest.raises(ValueError) as err:
             read_boxes(boxes, [photo], categories)
         assert str(boxes) in str(err.value) and photo.name in str(err.value)
         assert message in str(err.value)
     graph = type("Graph", (), {})()  # the checks come before the graph is touched
-    for box, message in [([5, 5, 0, 10], "object 1: box [5.0, 5.0, 0.0, 10.0] has no area"),
-                         ([5000, 5, 10, 10], "object 1: box [5000.0, 5.0, 10.0, 10.0] has no area inside the 640x480 photo")]:  # fmt: skip
+    for box, message in [
+        ([5, 5, 0, 10], "object 1: box [5.0, 5.0, 0.0, 10.0] has no area"),
+        (
+            [5000, 5, 10, 10],
+            "object 1: box [5000.0, 5.0, 10.0, 10.0] has no area inside the 640x480 photo",
+        ),
+    ]:
         given = {"boxes": torch.tensor([[5.0, 5, 10, 10], box]), "labels": None}
         with pytest.raises(ValueError, match=re.escape(message)):
             given_objects(graph, given, photo, (640, 480))
@@ -337,8 +352,15 @@ def test_eval_writes_breakdowns(trained, tmp_path):
     assert table[0] == "| category | AP | positives |" and len(table) == 2 + 9
     assert _is_png(tmp_path / "relation_confusion.png")
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics.keys() >= {"val/scene_map", "val/rel_acc", "val/rel_R@50", "val/predcls_R@50",
-                              "val/sgdet_R@50", "val/sgdet_segm_AP", "val/rel_zR@50"}  # fmt: skip
+    assert metrics.keys() >= {
+        "val/scene_map",
+        "val/rel_acc",
+        "val/rel_R@50",
+        "val/predcls_R@50",
+        "val/sgdet_R@50",
+        "val/sgdet_segm_AP",
+        "val/rel_zR@50",
+    }
     recall = (tmp_path / "predicate_recall.md").read_text().splitlines()
     assert recall[0].startswith("| predicate | ground truth | predcls R@50 | predcls ngR@50 |")
     assert len(recall) == 2 + 6 and "sgdet ngR@50" in recall[0]
@@ -376,8 +398,11 @@ def test_evaluation_data_config_merges_loader_settings_over_the_checkpoints():
     assert evaluation_data_config(None, saved) == saved
     assert evaluation_data_config(loader, None) is None  # nothing to build: the clear error
     # and a checkpoint does not carry the training machine's loader settings
-    stored = portable_data_config(OmegaConf.create({**saved, "num_workers": "auto",
-                                                    "pin_memory": True, "persistent_workers": True}))  # fmt: skip
+    stored = portable_data_config(
+        OmegaConf.create(
+            {**saved, "num_workers": "auto", "pin_memory": True, "persistent_workers": True}
+        )
+    )
     assert stored == saved
 
 
@@ -449,8 +474,11 @@ def test_multirun_and_report(tmp_path):
     first = []
     for job in "01":
         with (sweep / job / "csv" / "metrics.csv").open() as f:
-            first += [float(r["val/scene_map"]) for r in csv.DictReader(f)
-                      if r["val/scene_map"] and r["epoch"] == "0"]  # fmt: skip
+            first += [
+                float(r["val/scene_map"])
+                for r in csv.DictReader(f)
+                if r["val/scene_map"] and r["epoch"] == "0"
+            ]
     assert len(first) == 2
     curve_rows = (sweep / "report.md").read_text().split("## Learning curve")[1].splitlines()
     assert f"| `model/gnn=gcn` | {sum(first) / 2:.4f} |" in curve_rows
@@ -468,8 +496,9 @@ def test_multirun_and_report(tmp_path):
     for folder, jobs in (("first", "02"), ("second", "13")):  # seed 1 | seed 2 of each
         for job in jobs:
             shutil.copytree(sweep / job, tmp_path / folder / job)
-    run_module("graphvision.report", str(tmp_path / "first"), str(tmp_path / "second"),
-               cwd=tmp_path)  # fmt: skip
+    run_module(
+        "graphvision.report", str(tmp_path / "first"), str(tmp_path / "second"), cwd=tmp_path
+    )
     pooled = (tmp_path / "first" / "report.md").read_text().split("## Learning curve")[0]
     assert [line for line in pooled.splitlines() if line.startswith("| `")] == rows
     assert "4 runs, 2 configurations" in pooled
@@ -614,8 +643,7 @@ def _as_format_3(checkpoint: dict) -> dict:
     h = {k: v for k, v in _as_format_4(checkpoint)["hyper_parameters"].items() if k != "net"}
     backbone = {k: v for k, v in h["backbone"].items() if k != "return_nodes"}
     backbone["return_node"] = h["backbone"]["return_nodes"][0]
-    return {**checkpoint, "hyper_parameters": {**h, "backbone": backbone},
-            "graphvision_format": 3}  # fmt: skip
+    return {**checkpoint, "hyper_parameters": {**h, "backbone": backbone}, "graphvision_format": 3}
 
 
 def _as_format_2(checkpoint: dict) -> dict:
@@ -626,10 +654,17 @@ def _as_format_2(checkpoint: dict) -> dict:
     task = {k: v for k, v in h["task"].items() if k != "sgdet"}
     task["loss_weights"] = {k: v for k, v in task["loss_weights"].items() if k != "grouping"}
     task["recall_k"] = 50
-    state = {k: v for k, v in checkpoint["state_dict"].items()
-             if not k.startswith("net.task.grouping_head.") and k != "net.task.train_triplets"}  # fmt: skip
-    return {**checkpoint, "hyper_parameters": {**h, "task": task}, "state_dict": state,
-            "graphvision_format": 2}  # fmt: skip
+    state = {
+        k: v
+        for k, v in checkpoint["state_dict"].items()
+        if not k.startswith("net.task.grouping_head.") and k != "net.task.train_triplets"
+    }
+    return {
+        **checkpoint,
+        "hyper_parameters": {**h, "task": task},
+        "state_dict": state,
+        "graphvision_format": 2,
+    }
 
 
 #: metrics that depend on the grouping head, which older checkpoints lack (they evaluate
@@ -720,10 +755,19 @@ def test_bench_predict_json(trained, coco_tiny, tmp_path):
     from graphvision import bench
 
     out = tmp_path / "predict.json"
-    result = bench.main([
-        "predict", "--out", str(out), "--ckpt", str(trained / "run/checkpoints/last.ckpt"),
-        "--images", str(coco_tiny / "val2017"), "--limit", "3",
-    ])  # fmt: skip
+    result = bench.main(
+        [
+            "predict",
+            "--out",
+            str(out),
+            "--ckpt",
+            str(trained / "run/checkpoints/last.ckpt"),
+            "--images",
+            str(coco_tiny / "val2017"),
+            "--limit",
+            "3",
+        ]
+    )
     assert json.loads(out.read_text()) == result
     assert result["images"] == 3 and result["working_size"] == [128, 128]
     parts = result["ms_per_image"]
@@ -750,8 +794,15 @@ def test_a_file_that_is_not_a_checkpoint_is_a_clear_error(tmp_path):
         ):
             load_module(tmp_path / name)
     proc = subprocess.run(
-        [sys.executable, "-m", "graphvision.eval", f"ckpt_path={tmp_path / 'empty.ckpt'}",
-         f"hydra.run.dir={tmp_path / 'run'}"],
-        capture_output=True, text=True, cwd=ROOT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "graphvision.eval",
+            f"ckpt_path={tmp_path / 'empty.ckpt'}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert proc.returncode != 0 and "empty.ckpt is not a graphvision checkpoint" in proc.stderr

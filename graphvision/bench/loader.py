@@ -21,13 +21,26 @@ from graphvision.bench.train import full_step_of, on_device
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--images", type=int, default=256, help="training images in the loader")
-    parser.add_argument("--workers", type=int, nargs="+", default=[0, 2],
-                        help="loader workers to time, e.g. 0 2 4 8 16 (default 0 2)")  # fmt: skip
+    parser.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        default=[0, 2],
+        help="loader workers to time, e.g. 0 2 4 8 16 (default 0 2)",
+    )
     parser.add_argument("--pin-memory", action="store_true", help="page-locked batches")
-    parser.add_argument("--persistent-workers", action=argparse.BooleanOptionalAction,
-                        default=True, help="keep workers between epochs (default: yes)")  # fmt: skip
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
-                        help="where the step runs and (cuda) where batches are copied")  # fmt: skip
+    parser.add_argument(
+        "--persistent-workers",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="keep workers between epochs (default: yes)",
+    )
+    parser.add_argument(
+        "--device",
+        choices=["cpu", "cuda"],
+        default="cpu",
+        help="where the step runs and (cuda) where batches are copied",
+    )
     parser.add_argument("--precision", choices=["32", "bf16-mixed"], default="32")
     parser.add_argument("--compile", action="store_true", help="torch.compile the backbone")
     parser.add_argument("--epochs", type=int, default=2, help="timed passes over the loader")
@@ -56,11 +69,19 @@ def compose_training(data_dir: Path, args, **data):
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose("train", overrides=[
-            f"paths.data_dir={data_dir}", "paths.output_dir=.", f"data.num_train={args.images}",
-            "data.num_val=1", f"data.batch_size={args.batch_size}", "data.prepare_workers=2",
-            *(f"data.{k}={v}" for k, v in data.items()), *args.override,
-        ])  # fmt: skip
+        return compose(
+            "train",
+            overrides=[
+                f"paths.data_dir={data_dir}",
+                "paths.output_dir=.",
+                f"data.num_train={args.images}",
+                "data.num_val=1",
+                f"data.batch_size={args.batch_size}",
+                "data.prepare_workers=2",
+                *(f"data.{k}={v}" for k, v in data.items()),
+                *args.override,
+            ],
+        )
 
 
 def loader_images_per_s(dm, epochs: int, device: str = "cpu") -> float:
@@ -90,15 +111,25 @@ def run(args) -> dict:
     from torch_geometric.data import Batch
 
     require_device(args.device)
-    out: dict = {"batch_size": args.batch_size, "images": args.images, "overrides": args.override,
-                 "pin_memory": args.pin_memory, "persistent_workers": args.persistent_workers,
-                 "device": args.device, "precision": args.precision}  # fmt: skip
+    out: dict = {
+        "batch_size": args.batch_size,
+        "images": args.images,
+        "overrides": args.override,
+        "pin_memory": args.pin_memory,
+        "persistent_workers": args.persistent_workers,
+        "device": args.device,
+        "precision": args.precision,
+    }
     with tempfile.TemporaryDirectory() as tmp:
         loaders = {}
         for workers in args.workers:
-            cfg = compose_training(Path(tmp), args, num_workers=workers,
-                                   pin_memory=args.pin_memory,
-                                   persistent_workers=args.persistent_workers)  # fmt: skip
+            cfg = compose_training(
+                Path(tmp),
+                args,
+                num_workers=workers,
+                pin_memory=args.pin_memory,
+                persistent_workers=args.persistent_workers,
+            )
             dm = instantiate(cfg.data)
             dm.prepare_data()
             dm.setup("fit")

@@ -66,8 +66,10 @@ def run(args) -> dict:
     parts = {}
     for name in (*PARTS, "total"):
         values = [1000 * t.get(name, 0.0) for t in per_image]
-        parts[name] = {"median_ms": round(statistics.median(values), 2),
-                       "mean_ms": round(statistics.fmean(values), 2)}  # fmt: skip
+        parts[name] = {
+            "median_ms": round(statistics.median(values), 2),
+            "mean_ms": round(statistics.fmean(values), 2),
+        }
     share = parts["grouping"]["mean_ms"] / parts["network"]["mean_ms"]
     return {
         "images": len(per_image),

@@ -23,21 +23,47 @@ log = logging.getLogger(__name__)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root", help="COCO-layout root (default: $GRAPHVISION_COCO_TINY)")
-    parser.add_argument("--folder", help="an image folder ROOT/{train,val}/<class>/ instead of "
-                        "COCO (regions of conf/experiment/cifar10.yaml)")  # fmt: skip
-    parser.add_argument("--limit", type=int, default=None, help="images per split (default: "
-                        "all; a folder: as many of each class)")  # fmt: skip
-    parser.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=None,
-                        help="working resolution (default: conf/data/coco.yaml's)")  # fmt: skip
-    parser.add_argument("--n-segments", type=int, default=None,
-                        help="regions per image (default: conf/data/coco.yaml's)")  # fmt: skip
-    parser.add_argument("--backend", default=None, help="skimage | opencv | grid (default: "
-                        "conf/data/coco.yaml's)")  # fmt: skip
-    parser.add_argument("--workers", type=int, nargs="+", default=None,
-                        help="worker processes to time besides 1, the baseline (default: 2 "
-                        "and every core)")  # fmt: skip
-    parser.add_argument("--stage-images", type=int, default=40,
-                        help="images timed stage by stage in this process (0: none)")  # fmt: skip
+    parser.add_argument(
+        "--folder",
+        help="an image folder ROOT/{train,val}/<class>/ instead of "
+        "COCO (regions of conf/experiment/cifar10.yaml)",
+    )
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="images per split (default: all; a folder: as many of each class)",
+    )
+    parser.add_argument(
+        "--size",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        default=None,
+        help="working resolution (default: conf/data/coco.yaml's)",
+    )
+    parser.add_argument(
+        "--n-segments",
+        type=int,
+        default=None,
+        help="regions per image (default: conf/data/coco.yaml's)",
+    )
+    parser.add_argument(
+        "--backend", default=None, help="skimage | opencv | grid (default: conf/data/coco.yaml's)"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        default=None,
+        help="worker processes to time besides 1, the baseline (default: 2 and every core)",
+    )
+    parser.add_argument(
+        "--stage-images",
+        type=int,
+        default=40,
+        help="images timed stage by stage in this process (0: none)",
+    )
 
 
 #: images in COCO 2017's training split, for the extrapolation
@@ -80,14 +106,26 @@ def stage_times(jobs, regions, objects, cache_dir: Path) -> dict:
         timed("decode_full_size", decode_image, job.path, job.expected_size)
         rgb, size = timed("decode_reduced", decode_image, job.path, job.expected_size, regions.size)
         image = timed("resize", resize_image, rgb, regions.size)
-        graph = timed("regions", lambda im: region_graph(im, slic_superpixels(im, regions),
-                      regions.edges, regions.k, regions.knn_colour), image)  # fmt: skip
+        graph = timed(
+            "regions",
+            lambda im: region_graph(
+                im, slic_superpixels(im, regions), regions.edges, regions.k, regions.knn_colour
+            ),
+            image,
+        )
         key = timed("cache_key", job.key, regions, objects)
         entry = graph_tensors({"image": image, **graph}, job.image_id)  # as build_entry's
         if job.category_ids:  # COCO's objects (an image folder's photos have a class alone)
             index = {cid: i for i, cid in enumerate(job.category_ids)}
-            targets = timed("targets", object_targets, list(job.annotations), *size, index,
-                            graph["segments"], objects)  # fmt: skip
+            targets = timed(
+                "targets",
+                object_targets,
+                list(job.annotations),
+                *size,
+                index,
+                graph["segments"],
+                objects,
+            )
             entry.update({k: torch.from_numpy(v) for k, v in targets.items()})
         timed("write", save_entry, entry, entry_path(cache_dir, key))
     out = {name: round(statistics.median(ms), 2) for name, ms in times.items()}
@@ -119,16 +157,27 @@ def datamodule(args, regions: dict, cache: Path, workers: int):
     if not args.folder:
         from graphvision.data import CocoDataModule
 
-        return CocoDataModule(root=str(coco_root(args.root)), cache_dir=str(cache),
-                              prepare_workers=workers, regions=regions, in_memory=False,
-                              limit_images=args.limit)  # fmt: skip
+        return CocoDataModule(
+            root=str(coco_root(args.root)),
+            cache_dir=str(cache),
+            prepare_workers=workers,
+            regions=regions,
+            in_memory=False,
+            limit_images=args.limit,
+        )
     from graphvision.data import ImageFolderDataModule
 
     if not (Path(args.folder) / "train").is_dir():
         raise BenchmarkInputError(f"--folder {args.folder}: no train/ folder (ROOT/train/<class>/)")
     per_class = {"train": args.limit, "val": args.limit} if args.limit else None
-    return ImageFolderDataModule(root=args.folder, cache_dir=str(cache), prepare_workers=workers,
-                                 regions=regions, in_memory=False, per_class=per_class)  # fmt: skip
+    return ImageFolderDataModule(
+        root=args.folder,
+        cache_dir=str(cache),
+        prepare_workers=workers,
+        regions=regions,
+        in_memory=False,
+        per_class=per_class,
+    )
 
 
 def run(args) -> dict:
@@ -140,8 +189,7 @@ def run(args) -> dict:
     regions = region_settings(args)
     cores = available_cores()
     workers_list = sorted(set(args.workers or [2, cores]) | {1})  # 1: the baseline, always
-    log.info("prepare: %s, regions %s, workers %s", args.folder or args.root, regions,
-             workers_list)  # fmt: skip
+    log.info("prepare: %s, regions %s, workers %s", args.folder or args.root, regions, workers_list)
     out: dict = {"regions": regions, "cores": cores, "workers": workers_list}
     with tempfile.TemporaryDirectory() as tmp:
         for workers in workers_list:
@@ -219,12 +267,16 @@ def summary(result: dict) -> str:
     for workers in result["workers"]:
         build = result[f"build_{workers}_workers"]
         ratio = f" ({result[f'ratio_{workers}_vs_1_workers']}x 1 worker)" if workers > 1 else ""
-        lines.append(f"  {workers} worker(s): {build['images_per_s']} img/s, "
-                     f"{build['images_per_s_per_worker']} img/s per worker{ratio}, "
-                     f"{build['cpu_ms_per_image']} CPU ms per image")  # fmt: skip
-    lines.append(f"  load from cache {cache} img/s ({result['ratio_cache_vs_build_1_worker']}x "
-                 f"building with 1 worker); {result['disk_mb_per_1000_images']} MB per 1,000 "
-                 "cached images")  # fmt: skip
+        lines.append(
+            f"  {workers} worker(s): {build['images_per_s']} img/s, "
+            f"{build['images_per_s_per_worker']} img/s per worker{ratio}, "
+            f"{build['cpu_ms_per_image']} CPU ms per image"
+        )
+    lines.append(
+        f"  load from cache {cache} img/s ({result['ratio_cache_vs_build_1_worker']}x "
+        f"building with 1 worker); {result['disk_mb_per_1000_images']} MB per 1,000 "
+        "cached images"
+    )
     if "stage_ms_per_image" in result:
         stages = result["stage_ms_per_image"]
         lines.append(
@@ -233,11 +285,15 @@ def summary(result: dict) -> str:
     most = max(result["workers"])
     if "whole_folder" in result:
         whole = result["whole_folder"]
-        lines.append(f"  the whole folder ({whole['images']:,} images): {whole['minutes_1_worker']} "
-                     f"min with 1 worker, {whole[f'minutes_{most}_workers']} min with {most}; "
-                     f"{whole['disk_gb']} GB")  # fmt: skip
+        lines.append(
+            f"  the whole folder ({whole['images']:,} images): {whole['minutes_1_worker']} "
+            f"min with 1 worker, {whole[f'minutes_{most}_workers']} min with {most}; "
+            f"{whole['disk_gb']} GB"
+        )
         return "\n".join(lines)
     coco = result["coco_train2017"]
-    lines.append(f"  COCO train2017 ({coco['images']:,} images): {coco['hours_1_worker']} h with 1 "
-                 f"worker, {coco[f'hours_{most}_workers']} h with {most}; {coco['disk_gb']} GB")  # fmt: skip
+    lines.append(
+        f"  COCO train2017 ({coco['images']:,} images): {coco['hours_1_worker']} h with 1 "
+        f"worker, {coco[f'hours_{most}_workers']} h with {most}; {coco['disk_gb']} GB"
+    )
     return "\n".join(lines)

@@ -98,14 +98,20 @@ def decoding_comparison(data: list) -> dict:
         for name, image in (("reduced_decoding", small), ("full_size_4_iterations", rgb)):
             segments = image_to_regions(image, paths[name])["segments"]
             counts[name].append(int(segments.max()) + 1)
-            asa[name].append(achievable_segmentation_accuracy(
-                native_labels((segments, rgb.shape[:2])), truth))  # fmt: skip
+            asa[name].append(
+                achievable_segmentation_accuracy(native_labels((segments, rgb.shape[:2])), truth)
+            )
     return {
         "photos": len(data),
         "decoded_at_reduced_scale": reduced,
-        **{k: {"regions": round(float(np.mean(counts[k])), 2), "asa": round(float(np.mean(asa[k])), 4)}
-           for k in paths},
-    }  # fmt: skip
+        **{
+            k: {
+                "regions": round(float(np.mean(counts[k])), 2),
+                "asa": round(float(np.mean(asa[k])), 4),
+            }
+            for k in paths
+        },
+    }
 
 
 def graphvision_regions(rgb: np.ndarray, n_segments: int) -> tuple[np.ndarray, tuple[int, int]]:

@@ -31,13 +31,17 @@ STAGES = ("none", "transformer", "deepseek_v3", "pretrained_lm")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tokens", type=int, nargs="+",
-                        default=[64, 128, 256, 512, 1024, 2048, 4096])  # fmt: skip
+    parser.add_argument(
+        "--tokens", type=int, nargs="+", default=[64, 128, 256, 512, 1024, 2048, 4096]
+    )
     parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES)
     parser.add_argument("--repeats", type=int, default=3, help="timed steps per token count")
     parser.add_argument("--device", default="cpu", help="cpu | cuda (default cpu)")
-    parser.add_argument("--ablation", default=None,
-                        help="a multirun folder over data.regions.backend and n_segments")  # fmt: skip
+    parser.add_argument(
+        "--ablation",
+        default=None,
+        help="a multirun folder over data.regions.backend and n_segments",
+    )
     parser.add_argument("--metric", default="val/scene_map", help="the ablation's metric")
 
 
@@ -178,13 +182,15 @@ def ablation_table(root: str, metric: str) -> dict:
         values = [r["metrics"][metric] for r in runs]
         regions = [r["summary"].get("regions_per_image") for r in runs]
         regions = [v for v in regions if v is not None]
-        table.setdefault(backend, []).append({
-            "n_segments": n,
-            "regions": round(statistics.mean(regions), 1) if regions else float(n),
-            "mean": round(statistics.mean(values), 4),
-            "std": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0,
-            "runs": len(values),
-        })  # fmt: skip
+        table.setdefault(backend, []).append(
+            {
+                "n_segments": n,
+                "regions": round(statistics.mean(regions), 1) if regions else float(n),
+                "mean": round(statistics.mean(values), 4),
+                "std": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0,
+                "runs": len(values),
+            }
+        )
     grid = sorted(table.get("grid", []), key=lambda r: r["regions"])
     for row in table.get("skimage", []):
         row["grid_tokens_for_same"] = tokens_to_reach(grid, row["mean"])
@@ -200,7 +206,9 @@ def tokens_to_reach(grid: list[dict], target: float) -> float | None:
     for lo, hi in zip(grid, grid[1:]):
         if lo["mean"] < target <= hi["mean"]:
             f = (target - lo["mean"]) / (hi["mean"] - lo["mean"])
-            return round(math.exp(math.log(lo["regions"]) + f * math.log(hi["regions"] / lo["regions"])), 1)  # fmt: skip
+            return round(
+                math.exp(math.log(lo["regions"]) + f * math.log(hi["regions"] / lo["regions"])), 1
+            )
     return None
 
 
@@ -222,8 +230,10 @@ def run(args) -> dict:
 
 
 def summary(result: dict) -> str:
-    lines = [f"\ntokens ({result['device']}, width {result['dim']}, one image; memory: "
-             f"{result['memory']}):"]  # fmt: skip
+    lines = [
+        f"\ntokens ({result['device']}, width {result['dim']}, one image; memory: "
+        f"{result['memory']}):"
+    ]
     for name, stage in result["stages"].items():
         if "skipped" in stage:
             lines.append(f"  {name}: skipped ({stage['skipped']})")
@@ -248,6 +258,8 @@ def summary(result: dict) -> str:
                     if "grid_tokens_for_same" in r
                     else ""
                 )
-                lines.append(f"  {backend} n_segments={r['n_segments']} ({r['regions']} tokens): "
-                             f"{r['mean']} ± {r['std']} ({r['runs']} runs){same}")  # fmt: skip
+                lines.append(
+                    f"  {backend} n_segments={r['n_segments']} ({r['regions']} tokens): "
+                    f"{r['mean']} ± {r['std']} ({r['runs']} runs){same}"
+                )
     return "\n".join(lines)

@@ -21,18 +21,34 @@ from graphvision.bench.common import BenchmarkInputError, require_device, time_s
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=10, help="timed steps of each kind")
-    parser.add_argument("--regions", type=int, nargs="*", default=[100, 200, 400, 800, 1600],
-                        help="n_segments of the scaling rows (none: no scaling rows)")  # fmt: skip
+    parser.add_argument(
+        "--regions",
+        type=int,
+        nargs="*",
+        default=[100, 200, 400, 800, 1600],
+        help="n_segments of the scaling rows (none: no scaling rows)",
+    )
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--precision", choices=["32", "bf16-mixed"], default="32",
-                        help="bf16-mixed: forward and losses under bf16 autocast, as "
-                        "trainer.precision=bf16-mixed runs them")  # fmt: skip
-    parser.add_argument("--compile", action="store_true",
-                        help="torch.compile the backbone (the CNN trunk) for both steps")  # fmt: skip
-    parser.add_argument("--baseline", choices=["backbone", "cnn_baseline"], default="backbone",
-                        help="what the full step is compared with: the backbone's feature maps "
-                        "alone, or the whole training step of model=cnn_baseline (the CNN "
-                        "alone, with its heads and losses) on the same batch")  # fmt: skip
+    parser.add_argument(
+        "--precision",
+        choices=["32", "bf16-mixed"],
+        default="32",
+        help="bf16-mixed: forward and losses under bf16 autocast, as "
+        "trainer.precision=bf16-mixed runs them",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the backbone (the CNN trunk) for both steps",
+    )
+    parser.add_argument(
+        "--baseline",
+        choices=["backbone", "cnn_baseline"],
+        default="backbone",
+        help="what the full step is compared with: the backbone's feature maps "
+        "alone, or the whole training step of model=cnn_baseline (the CNN "
+        "alone, with its heads and losses) on the same batch",
+    )
     parser.add_argument(
         "--override",
         action="append",
@@ -180,8 +196,13 @@ def run(args) -> dict:
     pair by pair), then ms per image at every ``--regions`` count and the fitted exponent
     of time against regions."""
     require_device(args.device)
-    out: dict = {"batch_size": args.batch_size, "overrides": args.override,
-                 "device": args.device, "precision": args.precision, "compile": args.compile}  # fmt: skip
+    out: dict = {
+        "batch_size": args.batch_size,
+        "overrides": args.override,
+        "device": args.device,
+        "precision": args.precision,
+        "compile": args.compile,
+    }
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "default"
         module, batch = module_and_batch(None, args.batch_size, data, args.override)
@@ -194,8 +215,9 @@ def run(args) -> dict:
         out["baseline"] = args.baseline
         full_step = full_step_of(module, batch, args.device, args.precision)
         if args.baseline == "cnn_baseline":  # the same batch through the CNN alone
-            cnn, _ = module_and_batch(None, args.batch_size, data, [*args.override,
-                                                                   "model=cnn_baseline"])  # fmt: skip
+            cnn, _ = module_and_batch(
+                None, args.batch_size, data, [*args.override, "model=cnn_baseline"]
+            )
             cnn, _ = on_device(cnn, batch, args)
             backbone_step = full_step_of(cnn, batch, args.device, args.precision)
         else:
@@ -253,8 +275,10 @@ def summary(result: dict) -> str:
         f"{result['first_step_seconds']} s"
     ]
     if d["full_step_peak_memory_mb"] is not None:
-        lines.append(f"  peak memory: full step {d['full_step_peak_memory_mb']} MiB, backbone "
-                     f"alone {d['backbone_step_peak_memory_mb']} MiB")  # fmt: skip
+        lines.append(
+            f"  peak memory: full step {d['full_step_peak_memory_mb']} MiB, backbone "
+            f"alone {d['backbone_step_peak_memory_mb']} MiB"
+        )
     lines += [
         f"  n_segments={s['n_segments']:>5}: {s['regions_per_image']:>7.1f} regions/img, "
         f"{s['ms_per_image']:.2f} ms/img"

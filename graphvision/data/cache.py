@@ -387,8 +387,11 @@ def build_cache(
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        log.info("%s: another process is building these entries (%s); waiting for it", desc,
-                 lock.lock_file)  # fmt: skip
+        log.info(
+            "%s: another process is building these entries (%s); waiting for it",
+            desc,
+            lock.lock_file,
+        )
         lock.acquire()
     try:
         started = time.perf_counter()
@@ -397,8 +400,14 @@ def build_cache(
     finally:
         lock.release()
     if built:
-        log.info("%s: built %d entries in %.1f s (%.1f ms per image, %d worker(s))", desc,
-                 built, seconds, 1000.0 * seconds / built, workers)  # fmt: skip
+        log.info(
+            "%s: built %d entries in %.1f s (%.1f ms per image, %d worker(s))",
+            desc,
+            built,
+            seconds,
+            1000.0 * seconds / built,
+            workers,
+        )
     if stats is not None:
         stats["images"] = stats.get("images", 0) + built
         stats["seconds"] = stats.get("seconds", 0.0) + (seconds if built else 0.0)
@@ -418,12 +427,23 @@ def build_cache(
             + (f" ({more} more such image(s))" if more else "")
         )
     if skipped:
-        log.warning("%s: skipped %d of %d images: %s (the reasons of unreadable images are kept "
-                    "in their .skip files under %s)", desc, len(skipped), len(jobs),
-                    counted(reason.split(":")[0] for _, reason in skipped), cache_dir)  # fmt: skip
+        log.warning(
+            "%s: skipped %d of %d images: %s (the reasons of unreadable images are kept "
+            "in their .skip files under %s)",
+            desc,
+            len(skipped),
+            len(jobs),
+            counted(reason.split(":")[0] for _, reason in skipped),
+            cache_dir,
+        )
     if notes:
-        log.warning("%s: %d of %d images built with a note: %s", desc, len(notes), len(jobs),
-                    counted(n for ns in notes.values() for n in ns))  # fmt: skip
+        log.warning(
+            "%s: %d of %d images built with a note: %s",
+            desc,
+            len(notes),
+            len(jobs),
+            counted(n for ns in notes.values() for n in ns),
+        )
     return [(job, key) for job, key in zip(jobs, keys) if key not in reasons], skipped
 
 
@@ -447,8 +467,14 @@ def _build_missing(
     removed = remove_stale_files(cache_dir)
     if removed:
         log.info("%s: removed %d temporary file(s) of killed runs", desc, removed)
-    log.info("%s: building %d of %d entries with %d worker(s) in %s", desc, len(todo),
-             len(jobs), workers, cache_dir)  # fmt: skip
+    log.info(
+        "%s: building %d of %d entries with %d worker(s) in %s",
+        desc,
+        len(todo),
+        len(jobs),
+        workers,
+        cache_dir,
+    )
     new = _run_jobs(todo, workers, desc)
     for job, key in zip(jobs, keys):
         if key in new:

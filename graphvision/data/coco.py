@@ -262,11 +262,21 @@ def read_coco(ann_file: str | Path, image_dir: str | Path, strict: bool = False)
     )
     total = len(raw["annotations"])
     if dropped:
-        log.warning("%s: %d of %d annotations dropped: %s", ann_file.name, len(dropped), total,
-                    counted(r for _, _, r in dropped))  # fmt: skip
+        log.warning(
+            "%s: %d of %d annotations dropped: %s",
+            ann_file.name,
+            len(dropped),
+            total,
+            counted(r for _, _, r in dropped),
+        )
     if repaired:
-        log.warning("%s: %d of %d annotations repaired: %s", ann_file.name, len(repaired), total,
-                    counted(r for _, _, r in repaired))  # fmt: skip
+        log.warning(
+            "%s: %d of %d annotations repaired: %s",
+            ann_file.name,
+            len(repaired),
+            total,
+            counted(r for _, _, r in repaired),
+        )
     return CocoIndex(
         ann_file,
         categories,
@@ -299,9 +309,11 @@ def select_objects(
     ``max_objects`` largest of them, kept in annotation order."""
     image_area = float(width * height)
     kept = [
-        a for a in annotations
-        if not a.get("iscrowd", 0) and a["bbox"][2] * a["bbox"][3] / image_area > cfg.min_object_size
-    ]  # fmt: skip
+        a
+        for a in annotations
+        if not a.get("iscrowd", 0)
+        and a["bbox"][2] * a["bbox"][3] / image_area > cfg.min_object_size
+    ]
     if len(kept) > cfg.max_objects:
         largest = sorted(kept, key=lambda a: -a["bbox"][2] * a["bbox"][3])[: cfg.max_objects]
         ids = {id(a) for a in largest}
@@ -331,8 +343,12 @@ def region_memberships(
     return regions, np.clip(weight[regions], min_membership, 1.0)
 
 
-def mask_centre(mask: np.ndarray, box: np.ndarray, offset: tuple[int, int] = (0, 0),
-                shape: tuple[int, int] | None = None) -> np.ndarray:  # fmt: skip
+def mask_centre(
+    mask: np.ndarray,
+    box: np.ndarray,
+    offset: tuple[int, int] = (0, 0),
+    shape: tuple[int, int] | None = None,
+) -> np.ndarray:
     """Normalised ``(x, y)`` centroid of a mask; the box centre if the mask is empty.
 
     ``mask`` may be a window of a larger one: ``offset = (row, col)`` of its first pixel

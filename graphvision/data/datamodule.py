@@ -118,8 +118,9 @@ class EpochSampler(Sampler[int]):
         return self.n
 
     def __iter__(self):
-        order = torch.randperm(self.n, generator=torch.Generator().manual_seed(
-            self.seed * 1_000_003 + self.epoch)).tolist()  # fmt: skip
+        order = torch.randperm(
+            self.n, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        ).tolist()
         base, self.epoch = self.epoch * self.n, self.epoch + 1
         return iter([base + i for i in order])
 

@@ -121,8 +121,9 @@ def _transfer(url: str, part: Path, offset: int, size: int, timeout: float, dest
     with response:
         if offset and response.status != 206:  # the server ignored the range: start again
             offset = 0
-        bar = tqdm(total=size, initial=offset, unit="B", unit_scale=True, desc=dest.name,
-                   disable=None)  # fmt: skip
+        bar = tqdm(
+            total=size, initial=offset, unit="B", unit_scale=True, desc=dest.name, disable=None
+        )
         try:
             with open(part, "ab" if offset else "wb") as f:
                 while block := response.read(1 << 20):
@@ -164,8 +165,10 @@ def extract(archive: Path, root: Path, folder: str) -> Path:
         else:
             os.replace(tmp / folder, target)
     except zipfile.BadZipFile as err:
-        raise DownloadError(f"{archive} is not a valid zip archive ({err}); delete it and run "
-                            "the same command again") from err  # fmt: skip
+        raise DownloadError(
+            f"{archive} is not a valid zip archive ({err}); delete it and run "
+            "the same command again"
+        ) from err
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
@@ -214,8 +217,13 @@ def parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="dataset", required=True)
     coco = sub.add_parser("coco", help="COCO 2017: annotations and images")
     coco.add_argument("--root", default="data/coco", help="where to put it (data.root)")
-    coco.add_argument("--splits", nargs="+", default=["train", "val"], choices=["train", "val"],
-                      help="image splits (default: train val; val alone is 0.8 GB)")  # fmt: skip
+    coco.add_argument(
+        "--splits",
+        nargs="+",
+        default=["train", "val"],
+        choices=["train", "val"],
+        help="image splits (default: train val; val alone is 0.8 GB)",
+    )
     coco.add_argument("--base-url", default=COCO_URL, help="a mirror of images.cocodataset.org")
     coco.add_argument("--keep-archives", action="store_true", help="keep the zip files")
     return parser
@@ -225,13 +233,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        root = download_coco(args.root, tuple(args.splits), args.base_url,
-                             keep_archives=args.keep_archives)  # fmt: skip
+        root = download_coco(
+            args.root, tuple(args.splits), args.base_url, keep_archives=args.keep_archives
+        )
     except DownloadError as err:
         log.error("Error: %s", err)
         return 1
-    log.info("COCO 2017 is in %s: python -m graphvision.train experiment=coco_relations "
-             "data.root=%s", root, root)  # fmt: skip
+    log.info(
+        "COCO 2017 is in %s: python -m graphvision.train experiment=coco_relations data.root=%s",
+        root,
+        root,
+    )
     return 0
 
 

@@ -49,10 +49,12 @@ def folder_images(root: str | Path, split: str, classes: list[str]) -> list[tupl
     items = []
     for c in found:
         images = [
-            p for p in sorted((split_dir / c).rglob("*"))
-            if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+            p
+            for p in sorted((split_dir / c).rglob("*"))
+            if p.suffix.lower() in IMAGE_SUFFIXES
+            and p.is_file()
             and not any(part.startswith(".") for part in p.relative_to(split_dir).parts)
-        ]  # fmt: skip
+        ]
         if not images:
             raise FileNotFoundError(
                 f"{split_dir / c}/: the class folder holds no images ({', '.join(IMAGE_SUFFIXES)}), "

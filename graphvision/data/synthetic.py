@@ -74,10 +74,12 @@ def _shape_polygon(shape: str, cx: float, cy: float, r: float, angle: float) -> 
     else:
         raise ValueError(f"unknown shape {shape!r}: use circle, square or triangle")
     return [
-        (cx + r * math.cos(phase + angle + 2 * math.pi * i / k),
-         cy + r * math.sin(phase + angle + 2 * math.pi * i / k))
+        (
+            cx + r * math.cos(phase + angle + 2 * math.pi * i / k),
+            cy + r * math.sin(phase + angle + 2 * math.pi * i / k),
+        )
         for i in range(k)
-    ]  # fmt: skip
+    ]
 
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -85,8 +87,16 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     base = rng.uniform(90, 190) + rng.uniform(-25, 25, size=3)
     coarse = rng.normal(0, 18, size=(5, 5, 3))
     low = np.stack(
-        [np.asarray(Image.fromarray(coarse[..., c].astype(np.float32)).resize((size, size), Image.BICUBIC))
-         for c in range(3)], -1)  # fmt: skip
+        [
+            np.asarray(
+                Image.fromarray(coarse[..., c].astype(np.float32)).resize(
+                    (size, size), Image.BICUBIC
+                )
+            )
+            for c in range(3)
+        ],
+        -1,
+    )
     yy, xx = np.mgrid[0:size, 0:size]
     period, theta = rng.uniform(6, 20), rng.uniform(0, math.pi)
     if rng.random() < 0.5:
@@ -134,12 +144,14 @@ def render_scene(
         shade = np.linspace(-12, 12, size)[None, :, None] * rng.choice([-1, 1])
         pixels = colour + shade + rng.normal(0, 8, size=(size, size, 3))
         img = np.where(mask[..., None], pixels, img)
-        drawn.append({
-            "category": c * len(shapes) + s,
-            "polygon": [round(v, 2) for p in poly for v in p],
-            "visible": mask.copy(),
-            "full_area": int(mask.sum()),
-        })  # fmt: skip
+        drawn.append(
+            {
+                "category": c * len(shapes) + s,
+                "polygon": [round(v, 2) for p in poly for v in p],
+                "visible": mask.copy(),
+                "full_area": int(mask.sum()),
+            }
+        )
     for o in drawn:
         o["occluded"] = bool(o["visible"].sum() < o["full_area"])
     return np.clip(img, 0, 255).astype(np.uint8), drawn
@@ -162,9 +174,14 @@ def _annotation(obj: dict, ann_id: int, image_id: int) -> dict:
     else:
         segmentation = [obj["polygon"]]
     return {
-        "id": ann_id, "image_id": image_id, "category_id": obj["category"] + 1,
-        "segmentation": segmentation, "area": int(visible.sum()), "bbox": bbox, "iscrowd": 0,
-    }  # fmt: skip
+        "id": ann_id,
+        "image_id": image_id,
+        "category_id": obj["category"] + 1,
+        "segmentation": segmentation,
+        "area": int(visible.sum()),
+        "bbox": bbox,
+        "iscrowd": 0,
+    }
 
 
 def write_split(
@@ -187,8 +204,10 @@ def write_split(
         )
         for obj in objects:
             annotations.append(_annotation(obj, len(annotations) + 1, i + 1))
-    cats = [{"id": k + 1, "name": n, "supercategory": "shape"}
-            for k, n in enumerate(category_names(shapes, colours))]  # fmt: skip
+    cats = [
+        {"id": k + 1, "name": n, "supercategory": "shape"}
+        for k, n in enumerate(category_names(shapes, colours))
+    ]
     out = root / "annotations" / f"instances_{split}.json"
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps({"images": images, "annotations": annotations, "categories": cats}))

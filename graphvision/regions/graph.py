@@ -16,9 +16,20 @@ import numpy as np
 
 #: Names of the columns of the node descriptor matrix ``x``.
 NODE_FEATURES = (
-    "mean_r", "mean_g", "mean_b", "std_r", "std_g", "std_b",
-    "cx", "cy", "area", "x0", "y0", "x1", "y1",
-)  # fmt: skip
+    "mean_r",
+    "mean_g",
+    "mean_b",
+    "std_r",
+    "std_g",
+    "std_b",
+    "cx",
+    "cy",
+    "area",
+    "x0",
+    "y0",
+    "x1",
+    "y1",
+)
 #: Names of the columns of the edge feature matrix ``edge_attr``.
 EDGE_FEATURES = ("dx", "dy", "distance", "boundary", "colour_diff")
 #: The descriptor columns of the superpixel benchmarks' node features (benchmarking-gnns'

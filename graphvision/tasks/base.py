@@ -1,7 +1,7 @@
 """The task interface: what the network predicts from the sequence stage, and how it is
 trained, measured and reported.
 
-A task is an ``nn.Module`` holding its heads. The network (:class:`~graphvision.model.
+A task is an ``nn.Module`` holding its heads. The network (:class:`~graphvision.nn.net.
 GraphVisionNet`) calls it on the sequence stage's output; the LightningModule asks it for its
 losses and, once per stage (``val``, ``test``), for a fresh set of metrics; the DataModules
 batch the fields it lists in :attr:`Task.follow_batch`; ``predict`` and ``eval`` ask it for an

@@ -8,7 +8,7 @@ from torch import nn
 from torchmetrics import Metric
 from torchmetrics.classification import MulticlassAccuracy
 
-from graphvision.heads import ClassHead
+from graphvision.nn.heads import ClassHead
 from graphvision.tasks.base import Task
 
 

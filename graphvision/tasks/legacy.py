@@ -25,8 +25,12 @@ CHECKPOINT_FORMAT = 5
 
 #: what a format-2 scene-graph task is given for the settings it did not have
 SGDET_FOR_OLD_MODELS = {
-    "every": 0, "grouping": "class", "edge_threshold": 0.5, "max_objects": 16, "min_area": 0.002,
-}  # fmt: skip
+    "every": 0,
+    "grouping": "class",
+    "edge_threshold": 0.5,
+    "max_objects": 16,
+    "min_area": 0.002,
+}
 
 #: the task names those checkpoints carry in ``info["task"]``, and the task each one is now
 LEGACY_TASKS = {
@@ -69,8 +73,15 @@ def upgrade_hyper_parameters(old: dict) -> dict:
     info["predicates"] = info.pop("relations", [])
     target = LEGACY_TASKS[name]
     # what the old module filled in for weights its loss_weights left out
-    weights = {"scene": 1.0, "objects": 1.0, "relations": 1.0, "regions": 1.0,
-               "classification": 1.0, "balance": 0.01, **(old.get("loss_weights") or {})}  # fmt: skip
+    weights = {
+        "scene": 1.0,
+        "objects": 1.0,
+        "relations": 1.0,
+        "regions": 1.0,
+        "classification": 1.0,
+        "balance": 0.01,
+        **(old.get("loss_weights") or {}),
+    }
     task = {
         "_target_": target,
         "loss_weights": {k: weights[k] for k in _LEGACY_TASK_LOSSES[target]},
@@ -114,7 +125,7 @@ def refuse_unfit_weights(hyper_parameters: dict, fmt: int) -> None:
     if fmt < 5 and (hyper_parameters.get("gnn") or {}).get("layer") == "gated_gcn":
         raise ValueError(
             "this checkpoint's model/gnn=gated_gcn is PyG's ResGatedGraphConv, which "
-            "graphvision replaced by GatedGCN with edge states (graphvision.gnn."
+            "graphvision replaced by GatedGCN with edge states (graphvision.nn.gnn."
             "GatedGCNConv); its weights do not fit it: train it again"
         )
 

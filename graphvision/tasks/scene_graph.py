@@ -5,7 +5,7 @@ found in the region graph itself (SGDet).
 Three evaluation modes, the field's names: ``predcls`` (objects and their labels given,
 predicates predicted), ``sgcls`` (objects given; labels and predicates predicted) and
 ``sgdet`` (nothing given: the objects are found by grouping regions,
-:mod:`graphvision.grouping`)."""
+:mod:`graphvision.nn.grouping`)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from graphvision.data.cache import ImageJob
 from graphvision.data.coco import unpack_masks
-from graphvision.grouping import (
+from graphvision.nn.grouping import (
     GROUPINGS,
     all_pairs,
     group_regions,
@@ -31,7 +31,7 @@ from graphvision.grouping import (
     region_instances,
     same_instance_targets,
 )
-from graphvision.heads import (
+from graphvision.nn.heads import (
     _AREA,
     GroupingHead,
     ObjectHead,
@@ -42,9 +42,9 @@ from graphvision.heads import (
     object_masks,
     region_targets,
 )
-from graphvision.metrics import DetectionEval, PresentLabelsAP, SceneGraphRecall, SceneGraphs
 from graphvision.regions import EDGE_FEATURES
 from graphvision.tasks.base import Task
+from graphvision.tasks.metrics import DetectionEval, PresentLabelsAP, SceneGraphRecall, SceneGraphs
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class SceneGraphTask(Task):
         recall_k: the K of the triplet recalls (``rel_R@K``, ``rel_ngR@K``, ``rel_mR@K``, ...).
         sgdet: finding objects: ``every`` (validate ``sgdet`` every n epochs and at the last,
             0: only outside training), ``grouping`` (``learned`` or ``class``, see
-            :data:`~graphvision.grouping.GROUPINGS`), ``edge_threshold`` (same-instance
+            :data:`~graphvision.nn.grouping.GROUPINGS`), ``edge_threshold`` (same-instance
             probability above which an edge joins its regions), ``max_objects`` (per image,
             best-scored first), ``min_area`` (smallest instance, a fraction of the image).
 
@@ -133,7 +133,7 @@ class SceneGraphTask(Task):
         self.relation_head = RelationHead(dim, p, dropout)
         self.grouping_head = GroupingHead(dim, len(EDGE_FEATURES), dropout)
         if zero_shot:  # scene and object logits against the category names' text embeddings
-            from graphvision.text import encode_texts
+            from graphvision.nn.text import encode_texts
 
             text = encode_texts(self.categories, text_encoder)
             self.scene_head = ZeroShotHead(dim, text)
@@ -287,17 +287,19 @@ class SceneGraphTask(Task):
     # -- metrics ----------------------------------------------------------------------------
     def make_metrics(self) -> nn.ModuleDict:
         c, p = len(self.categories), len(self.predicates)
-        metrics = nn.ModuleDict({
-            "scene_map": PresentLabelsAP(c),
-            "region_acc": MulticlassAccuracy(num_classes=c + 1, average="micro"),
-            "object_acc": MulticlassAccuracy(num_classes=c, average="micro"),
-            "rel_acc": MulticlassAccuracy(num_classes=p, average="micro"),
-            "grouping_acc": MulticlassAccuracy(num_classes=2, average="micro"),
-            "predcls_recall": SceneGraphRecall(p, self.recall_k, "identity"),
-            "sgcls_recall": SceneGraphRecall(p, self.recall_k, "identity"),
-            "sgdet_recall": SceneGraphRecall(p, self.recall_k, "iou"),
-            "sgdet_detection": DetectionEval(c),
-        })  # fmt: skip
+        metrics = nn.ModuleDict(
+            {
+                "scene_map": PresentLabelsAP(c),
+                "region_acc": MulticlassAccuracy(num_classes=c + 1, average="micro"),
+                "object_acc": MulticlassAccuracy(num_classes=c, average="micro"),
+                "rel_acc": MulticlassAccuracy(num_classes=p, average="micro"),
+                "grouping_acc": MulticlassAccuracy(num_classes=2, average="micro"),
+                "predcls_recall": SceneGraphRecall(p, self.recall_k, "identity"),
+                "sgcls_recall": SceneGraphRecall(p, self.recall_k, "identity"),
+                "sgdet_recall": SceneGraphRecall(p, self.recall_k, "iou"),
+                "sgdet_detection": DetectionEval(c),
+            }
+        )
         if self.has_unseen:  # zero-shot evaluation: seen and unseen categories reported apart
             metrics["scene_ap"] = PresentLabelsAP(c, reduce=False)
             metrics["object_acc_unseen"] = MulticlassAccuracy(num_classes=c, average="micro")
@@ -308,27 +310,39 @@ class SceneGraphTask(Task):
         """The predicted scene graphs of a batch in ``mode``."""
         if mode == "sgdet":
             return SceneGraphs(
-                out["det_label"], out["det_score"], out["det_box"], out["det_batch"],
-                out["det_rel_index"], out["det_relation_logits"].float().softmax(-1),
-            )  # fmt: skip
+                out["det_label"],
+                out["det_score"],
+                out["det_box"],
+                out["det_batch"],
+                out["det_rel_index"],
+                out["det_relation_logits"].float().softmax(-1),
+            )
         if mode == "predcls":
             labels = batch.obj_label
             scores = torch.ones(labels.numel(), device=labels.device)
         else:
             scores, labels = out["object_logits"].float().softmax(-1).max(dim=-1)
         return SceneGraphs(
-            labels, scores, batch.obj_box, obj_batch(batch), batch.rel_index,
+            labels,
+            scores,
+            batch.obj_box,
+            obj_batch(batch),
+            batch.rel_index,
             out["relation_logits"].float().softmax(-1),
-        )  # fmt: skip
+        )
 
     @staticmethod
     def annotated_graphs(batch) -> SceneGraphs:
         """The annotated scene graphs of a batch."""
         labels = batch.obj_label
         return SceneGraphs(
-            labels, torch.ones(labels.numel(), device=labels.device), batch.obj_box,
-            obj_batch(batch), batch.rel_index, predicates=batch.rel_label,
-        )  # fmt: skip
+            labels,
+            torch.ones(labels.numel(), device=labels.device),
+            batch.obj_box,
+            obj_batch(batch),
+            batch.rel_index,
+            predicates=batch.rel_label,
+        )
 
     def update_metrics(self, metrics, out, batch) -> dict[str, Metric]:
         logged = {}
@@ -436,12 +450,17 @@ class SceneGraphTask(Task):
         labels = [*names, "background"]
         top = region_probs.topk(min(top_k, region_probs.size(1)), dim=1)
         record["region_details"] = [
-            {"region": i, "centroid": [round(float(v), 4) for v in graph.pos[i]],
-             "attention": float(attention[i]),
-             "top_classes": [{"category": labels[int(c)], "probability": float(p)}
-                             for p, c in zip(top.values[i], top.indices[i])]}
+            {
+                "region": i,
+                "centroid": [round(float(v), 4) for v in graph.pos[i]],
+                "attention": float(attention[i]),
+                "top_classes": [
+                    {"category": labels[int(c)], "probability": float(p)}
+                    for p, c in zip(top.values[i], top.indices[i])
+                ],
+            }
             for i in range(graph.num_nodes)
-        ]  # fmt: skip
+        ]
         if "det_label" in out or graph.num_objects:
             record.update(self.scene_graph_record(out, graph, options))
         return record
@@ -470,19 +489,28 @@ class SceneGraphTask(Task):
                 scores = torch.ones(labels.numel())
             else:
                 scores, labels = obj_p.max(dim=-1)
-            masks = object_masks(
-                segments, graph.obj_region_index, graph.obj_region_weight,
-                torch.zeros(graph.num_objects, dtype=torch.long), graph.num_objects, graph.num_nodes,
-            ) >= 0.5  # fmt: skip
+            masks = (
+                object_masks(
+                    segments,
+                    graph.obj_region_index,
+                    graph.obj_region_weight,
+                    torch.zeros(graph.num_objects, dtype=torch.long),
+                    graph.num_objects,
+                    graph.num_nodes,
+                )
+                >= 0.5
+            )
             pairs, rel_logits = graph.rel_index, out["relation_logits"]
             keep = torch.arange(labels.numel())
         if masks.size(0):  # each mask at the photo's size
             big = F.interpolate(masks[None].float(), size=(height, width), mode="nearest")[0] > 0.5
         else:
             big = torch.zeros(0, height, width, dtype=torch.bool)
-        rles = mask_utils.encode(
-            np.asfortranarray(big.permute(1, 2, 0).numpy().astype(np.uint8))
-        ) if big.size(0) else []  # fmt: skip
+        rles = (
+            mask_utils.encode(np.asfortranarray(big.permute(1, 2, 0).numpy().astype(np.uint8)))
+            if big.size(0)
+            else []
+        )
         annotated = bool(options.get("annotated"))
         objects = []
         for m in keep.tolist():
@@ -495,14 +523,20 @@ class SceneGraphTask(Task):
                     for v in (x0 * width, y0 * height, (x1 - x0) * width, (y1 - y0) * height)
                 ]
             top = obj_p[m].topk(min(options["top_k"], obj_p.size(1)))
-            objects.append({
-                "id": m, "label": self.categories[int(labels[m])], "score": float(scores[m]),
-                "top": [{"category": self.categories[int(c)], "probability": float(p)}
-                        for p, c in zip(top.values, top.indices)],
-                "box": box,
-                "mask": {"size": [height, width], "counts": rles[m]["counts"].decode()},
-                **({"true": self.categories[int(graph.obj_label[m])]} if annotated else {}),
-            })  # fmt: skip
+            objects.append(
+                {
+                    "id": m,
+                    "label": self.categories[int(labels[m])],
+                    "score": float(scores[m]),
+                    "top": [
+                        {"category": self.categories[int(c)], "probability": float(p)}
+                        for p, c in zip(top.values, top.indices)
+                    ],
+                    "box": box,
+                    "mask": {"size": [height, width], "counts": rles[m]["counts"].decode()},
+                    **({"true": self.categories[int(graph.obj_label[m])]} if annotated else {}),
+                }
+            )
         objects.sort(key=lambda o: -o["score"])
         score_of = {o["id"]: o["score"] for o in objects}
         rel_p = rel_logits.float().softmax(-1)
@@ -514,12 +548,16 @@ class SceneGraphTask(Task):
             score = score_of[s] * score_of[o] * float(p)
             if score < options["relation_threshold"]:
                 continue
-            relations.append({
-                "subject": s, "object": o, "predicate": self.predicates[int(predicate)],
-                "score": score,
-                "scores": {name: float(v) for name, v in zip(self.predicates, rel_p[k])},
-                **({"true": self.predicates[int(graph.rel_label[k])]} if annotated else {}),
-            })  # fmt: skip
+            relations.append(
+                {
+                    "subject": s,
+                    "object": o,
+                    "predicate": self.predicates[int(predicate)],
+                    "score": score,
+                    "scores": {name: float(v) for name, v in zip(self.predicates, rel_p[k])},
+                    **({"true": self.predicates[int(graph.rel_label[k])]} if annotated else {}),
+                }
+            )
         relations.sort(key=lambda r: -r["score"])
         return {
             "mode": mode,
@@ -541,13 +579,17 @@ class SceneGraphTask(Task):
 
             objects = record["objects"]
             position = {o["id"]: i for i, o in enumerate(objects)}
-            masks = [mask_utils.decode({**o["mask"], "counts": o["mask"]["counts"].encode()})
-                     for o in objects]  # fmt: skip
+            masks = [
+                mask_utils.decode({**o["mask"], "counts": o["mask"]["counts"].encode()})
+                for o in objects
+            ]
             height, width = masks[0].shape
             boxes = torch.tensor(
-                [[x / width, y / height, (x + w) / width, (y + h) / height] for x, y, w, h in
-                 (o["box"] for o in objects)]
-            )  # fmt: skip
+                [
+                    [x / width, y / height, (x + w) / width, (y + h) / height]
+                    for x, y, w, h in (o["box"] for o in objects)
+                ]
+            )
             rels = record["relations"]
             draw_scene_graph(
                 image,
@@ -574,17 +616,25 @@ class SceneGraphTask(Task):
         from graphvision.viz import plot_confusion
 
         modes = tuple(modes or self.modes)
-        recall = {m: SceneGraphRecall(len(self.predicates), self.recall_k, "iou" if m == "sgdet" else "identity")
-                  for m in modes}  # fmt: skip
+        recall = {
+            m: SceneGraphRecall(
+                len(self.predicates), self.recall_k, "iou" if m == "sgdet" else "identity"
+            )
+            for m in modes
+        }
         got = collect(net, loader, recall)
         scene_ap = PresentLabelsAP(len(self.categories), reduce=False)
         scene_ap.update(got["scene_prob"], got["y"].long())
         ap, positives = scene_ap.compute(), got["y"].sum(0)
-        rows = sorted(zip(self.categories, ap.tolist(), positives.tolist()),
-                      key=lambda r: -r[1] if r[2] else math.inf)  # fmt: skip
+        rows = sorted(
+            zip(self.categories, ap.tolist(), positives.tolist()),
+            key=lambda r: -r[1] if r[2] else math.inf,
+        )
         table = ["| category | AP | positives |", "| --- | ---: | ---: |"]
-        table += [f"| {name} | {value:.4f} | {int(n)} |" if n else f"| {name} | – | 0 |"
-                  for name, value, n in rows]  # fmt: skip
+        table += [
+            f"| {name} | {value:.4f} | {int(n)} |" if n else f"| {name} | – | 0 |"
+            for name, value, n in rows
+        ]
         ap_path = Path(out_dir) / "per_category_ap.md"
         ap_path.write_text("\n".join(table) + "\n")
         confusion = multiclass_confusion_matrix(
@@ -595,8 +645,10 @@ class SceneGraphTask(Task):
         k_index = max((i for i, k in enumerate(self.recall_k) if k <= 50), default=0)
         k = self.recall_k[k_index]
         header = " | ".join(f"{m} R@{k} | {m} ngR@{k}" for m in modes)
-        lines = [f"| predicate | ground truth | {header} |",
-                 "| --- | ---: |" + " ---: |" * (2 * len(modes))]  # fmt: skip
+        lines = [
+            f"| predicate | ground truth | {header} |",
+            "| --- | ---: |" + " ---: |" * (2 * len(modes)),
+        ]
         per = {
             m: (r.per_predicate("")[k_index], r.per_predicate("ng")[k_index])
             for m, r in recall.items()

@@ -1,6 +1,6 @@
 """The network: regions -> CNN features -> GNN -> sequence -> task heads, as one ``nn.Module``
 (:class:`GraphVisionNet`; the baseline without regions' context is
-:class:`~graphvision.baseline.BackboneNet`, ``model=cnn_baseline``).
+:class:`~graphvision.nn.baseline.BackboneNet`, ``model=cnn_baseline``).
 
 Each stage, and the task, is built from its config (a dict with Hydra's ``_target_``), so a
 checkpoint's hyper-parameters rebuild the same network. The LightningModule (``module.py``)
@@ -13,14 +13,14 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
+from graphvision.nn.sequence import SequenceStage
 from graphvision.regions import EDGE_FEATURES, descriptor_columns
-from graphvision.sequence import SequenceStage
 from graphvision.tasks import Task
 
 
 class Net(nn.Module):
     """What the networks share (:class:`GraphVisionNet`, and the baseline
-    :class:`~graphvision.baseline.BackboneNet`): the forward pass through :meth:`encode` into
+    :class:`~graphvision.nn.baseline.BackboneNet`): the forward pass through :meth:`encode` into
     the task, region attributions, and the extra losses and statistics the LightningModule
     asks for (none here). A network has ``features`` (the backbone), ``task`` (the heads),
     :meth:`node_inputs` and :meth:`encode`."""
@@ -32,7 +32,7 @@ class Net(nn.Module):
         raise NotImplementedError
 
     def encode(self, batch, return_attention: bool = False, nodes: torch.Tensor | None = None):
-        """The :class:`~graphvision.sequence.SequenceOutput` the task reads."""
+        """The :class:`~graphvision.nn.sequence.SequenceOutput` the task reads."""
         raise NotImplementedError
 
     @property
@@ -85,7 +85,7 @@ class GraphVisionNet(Net):
         with ``info``, ``dim`` and ``dropout``; it holds the heads.
     backbone, gnn, sequence: stage configs (``_target_`` + arguments, ``conf/model/``); the
         widths are filled in here. ``model/backbone=none``
-        (:class:`~graphvision.features.NoBackbone`): no CNN, the regions are their
+        (:class:`~graphvision.nn.features.NoBackbone`): no CNN, the regions are their
         descriptors alone.
     dim: token width throughout.
     dropout: in the heads.
@@ -137,7 +137,7 @@ class GraphVisionNet(Net):
         return self.node_encoder(self.region_inputs(batch))  # (N, d)
 
     def encode(self, batch, return_attention: bool = False, nodes: torch.Tensor | None = None):
-        """The sequence stage's output (:class:`~graphvision.sequence.SequenceOutput`) that the
+        """The sequence stage's output (:class:`~graphvision.nn.sequence.SequenceOutput`) that the
         task reads: CNN features, GNN and sequence stage."""
         h = self.node_inputs(batch) if nodes is None else nodes
         h = self.gnn(h, batch.edge_index, batch.edge_attr, batch.batch)  # (N, d)

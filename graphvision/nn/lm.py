@@ -9,8 +9,8 @@
   only its last ``k`` layers, with no causal mask.
 
 Both need the ``lm`` extra (``pip install -e ".[lm]"``); both are
-:class:`~graphvision.sequence.TokenSequenceStage` s, like
-:class:`graphvision.sequence.TransformerSequence`.
+:class:`~graphvision.nn.sequence.TokenSequenceStage` s, like
+:class:`graphvision.nn.sequence.TransformerSequence`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from graphvision.sequence import SequenceOutput, TokenSequenceStage
+from graphvision.nn.sequence import SequenceOutput, TokenSequenceStage
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +102,14 @@ class DeepseekV3Sequence(TokenSequenceStage):
         self, dim: int, config: dict | None = None, balance_weight: float = 0.01, rows: int = 16
     ) -> None:
         tf = require_transformers()
-        fields = {"vocab_size": 8, "max_position_embeddings": 4096, "n_group": 1, "topk_group": 1,
-                  **(config or {}), "hidden_size": dim}  # fmt: skip
+        fields = {
+            "vocab_size": 8,
+            "max_position_embeddings": 4096,
+            "n_group": 1,
+            "topk_group": 1,
+            **(config or {}),
+            "hidden_size": dim,
+        }
         config = tf.DeepseekV3Config(**fields, attn_implementation="sdpa")
         model = tf.DeepseekV3Model(config)  # built first: its random init comes before ours
         super().__init__(dim, rows)

@@ -279,9 +279,16 @@ class DetectionEval(Metric):
             getattr(self, f"{side}_{f}").append(v)
 
     def update(
-        self, image_ids, pred_masks, pred_labels, pred_scores, pred_batch,
-        gt_masks, gt_labels, gt_batch,
-    ) -> None:  # fmt: skip
+        self,
+        image_ids,
+        pred_masks,
+        pred_labels,
+        pred_scores,
+        pred_batch,
+        gt_masks,
+        gt_labels,
+        gt_batch,
+    ) -> None:
         self._add("dt", image_ids, pred_masks, pred_labels, pred_scores, pred_batch)
         ones = torch.ones(gt_labels.numel(), device=gt_labels.device)
         self._add("gt", image_ids, gt_masks, gt_labels, ones, gt_batch)
@@ -299,15 +306,17 @@ class DetectionEval(Metric):
         records = []
         for i, end in enumerate(ends):
             start = end - int(v["rle_len"][i])
-            records.append({
-                "image_id": int(v["image"][i]),
-                "category_id": int(v["label"][i]) + 1,
-                "score": float(v["score"][i]),
-                "segmentation": {
-                    "size": [int(v["height"][i]), int(v["width"][i])],
-                    "counts": raw[start:end],
-                },
-            })  # fmt: skip
+            records.append(
+                {
+                    "image_id": int(v["image"][i]),
+                    "category_id": int(v["label"][i]) + 1,
+                    "score": float(v["score"][i]),
+                    "segmentation": {
+                        "size": [int(v["height"][i]), int(v["width"][i])],
+                        "counts": raw[start:end],
+                    },
+                }
+            )
         return records
 
     def compute(self) -> dict[str, torch.Tensor]:
@@ -327,8 +336,16 @@ def coco_detection_metrics(gt: list[dict], dt: list[dict], num_categories: int) 
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    names = ("segm_AP", "segm_AP50", "segm_AR100", "bbox_AP", "bbox_AP50", "bbox_AR100",
-             "segm_AP50_agnostic", "obj_recall50")  # fmt: skip
+    names = (
+        "segm_AP",
+        "segm_AP50",
+        "segm_AR100",
+        "bbox_AP",
+        "bbox_AP50",
+        "bbox_AR100",
+        "segm_AP50_agnostic",
+        "obj_recall50",
+    )
     images = {}
     for r in gt + dt:
         images.setdefault(r["image_id"], r["segmentation"]["size"])
@@ -348,8 +365,15 @@ def coco_detection_metrics(gt: list[dict], dt: list[dict], num_categories: int) 
     anns = []
     for i, r in enumerate(gt, 1):
         rle = r["segmentation"]
-        anns.append({**r, "id": i, "iscrowd": 0, "area": float(mask_utils.area(rle)),
-                     "bbox": mask_utils.toBbox(rle).tolist()})  # fmt: skip
+        anns.append(
+            {
+                **r,
+                "id": i,
+                "iscrowd": 0,
+                "area": float(mask_utils.area(rle)),
+                "bbox": mask_utils.toBbox(rle).tolist(),
+            }
+        )
     dataset = {
         "images": [{"id": k, "height": s[0], "width": s[1]} for k, s in images.items()],
         "annotations": anns,

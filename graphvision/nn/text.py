@@ -13,7 +13,7 @@ log = logging.getLogger(__name__)
 
 @functools.lru_cache(maxsize=8)
 def _encode(names: tuple[str, ...], path: str) -> torch.Tensor:
-    from graphvision.lm import require_transformers
+    from graphvision.nn.lm import require_transformers
 
     tf = require_transformers()
     tokenizer = tf.AutoTokenizer.from_pretrained(path, local_files_only=True)
@@ -31,6 +31,6 @@ def _encode(names: tuple[str, ...], path: str) -> torch.Tensor:
 def encode_texts(names: list[str], path: str | None = None) -> torch.Tensor:
     """L2-normalised sentence embeddings ``[len(names), D]`` of ``names`` from a local text
     encoder (default: the packaged MiniLM), mean-pooled over tokens."""
-    from graphvision.lm import default_lm_path
+    from graphvision.nn.lm import default_lm_path
 
     return _encode(tuple(names), path or default_lm_path()).clone()

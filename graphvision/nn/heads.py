@@ -235,7 +235,7 @@ class ClassHead(SceneHead):
 
 class GroupingHead(nn.Module):
     """Same-instance logits ``[E]`` of region-graph edges: whether the two regions of an
-    edge belong to one object instance (SGDet's grouping, :mod:`graphvision.grouping`).
+    edge belong to one object instance (SGDet's grouping, :mod:`graphvision.nn.grouping`).
 
     Symmetric in the two regions (sum and absolute difference of their tokens, absolute
     edge features), so both directions of an edge get the same logit: it is computed once
@@ -254,8 +254,12 @@ class GroupingHead(nn.Module):
         lo, hi = edge_index.min(dim=0).values, edge_index.max(dim=0).values
         key = lo * tokens.size(0) + hi  # one key per unordered region pair
         _, inverse = torch.unique(key, return_inverse=True)
-        first = torch.full((int(inverse.max()) + 1 if inverse.numel() else 0,), key.numel(),
-                           dtype=torch.long, device=key.device)  # fmt: skip
+        first = torch.full(
+            (int(inverse.max()) + 1 if inverse.numel() else 0,),
+            key.numel(),
+            dtype=torch.long,
+            device=key.device,
+        )
         first = first.scatter_reduce(
             0, inverse, torch.arange(key.numel(), device=key.device), reduce="amin"
         )  # one edge of each pair

@@ -4,8 +4,8 @@ What a user would otherwise pick: the torchvision backbone, its last feature map
 over the whole image for the image-level heads (scene labels, image classes), and over each
 region, then each object (its region memberships, the task's own pooling), for the object
 and relation heads. No region descriptors, no graph, no sequence stage; the same task, heads,
-losses, metrics and entry points as :class:`~graphvision.model.GraphVisionNet` (both are
-:class:`~graphvision.model.Net` s).
+losses, metrics and entry points as :class:`~graphvision.nn.net.GraphVisionNet` (both are
+:class:`~graphvision.nn.net.Net` s).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from hydra.utils import instantiate
 from torch import nn
 from torch_geometric.utils import scatter
 
-from graphvision.features import cell_regions, pool_regions
-from graphvision.model import Net
-from graphvision.sequence import SequenceOutput
+from graphvision.nn.features import cell_regions, pool_regions
+from graphvision.nn.net import Net
+from graphvision.nn.sequence import SequenceOutput
 from graphvision.tasks import Task
 
 
