@@ -1,6 +1,5 @@
 """Loading trained models: the one checkpoint loader of the entry points (``eval``,
-``predict``) and of notebooks. Checkpoints written before tasks were objects load too
-(converted by :mod:`graphvision.tasks.legacy`)."""
+``predict``, :class:`~graphvision.predictor.Predictor`) and of notebooks."""
 
 from __future__ import annotations
 
@@ -10,8 +9,7 @@ from pathlib import Path
 
 import torch
 
-from graphvision.module import GraphVisionModule
-from graphvision.tasks.legacy import CHECKPOINT_FORMAT, fill_missing, upgrade_checkpoint
+from graphvision.module import GraphVisionModule, check_format
 
 log = logging.getLogger(__name__)
 
@@ -19,8 +17,8 @@ log = logging.getLogger(__name__)
 def load_module(
     ckpt_path: str | Path, map_location: str | torch.device = "cpu"
 ) -> GraphVisionModule:
-    """A trained module from a checkpoint written by ``graphvision.train`` (of any version of
-    graphvision: older layouts are converted), on ``map_location``; a clear error if the
+    """A trained module from a checkpoint written by ``graphvision.train`` (of this checkpoint format,
+    :data:`~graphvision.module.CHECKPOINT_FORMAT`), on ``map_location``; a clear error if the
     file is missing."""
     path = Path(ckpt_path)
     if not path.is_file():
@@ -44,11 +42,7 @@ def load_module(
         raise ValueError(
             f"{path} is not a graphvision checkpoint (no hyper-parameters or weights); pass a .ckpt written by graphvision.train"
         )
-    old = checkpoint.get("graphvision_format", 1) < CHECKPOINT_FORMAT
-    if old:
-        log.info("%s has an older layout: converting its hyper-parameters and names", path)
-        checkpoint = upgrade_checkpoint(checkpoint)
+    check_format(checkpoint, path)
     module = GraphVisionModule(**checkpoint["hyper_parameters"])
-    state = checkpoint["state_dict"]
-    module.load_state_dict(fill_missing(state, module.state_dict()) if old else state)
+    module.load_state_dict(checkpoint["state_dict"])
     return module.to(map_location)

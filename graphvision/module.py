@@ -5,22 +5,42 @@
 from __future__ import annotations
 
 import math
+from importlib.metadata import version
+from pathlib import Path
 
 import lightning as L
 import torch
+from hydra.utils import get_class
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import nn
 
-from graphvision.nn.baseline import BackboneNet
-from graphvision.nn.net import GraphVisionNet, Net
-from graphvision.tasks.legacy import (
-    CHECKPOINT_FORMAT,
-    fill_missing,
-    refuse_unfit_weights,
-    upgrade_state_dict,
-)
+from graphvision.nn.net import Net
+
+__version__ = version("graphvision")
 
 STAGES = ("val", "test")
+
+#: Version of the checkpoint layout :class:`GraphVisionModule` writes. Checkpoints of other
+#: versions are refused (:func:`check_format`): graphvision has no released checkpoints to
+#: convert, so a model trained before a layout change is trained again.
+CHECKPOINT_FORMAT = 6
+
+
+def check_format(checkpoint: dict, path: str | Path | None = None) -> None:
+    """Raises a clear error unless ``checkpoint`` has this version's layout.
+
+    Raises:
+        ValueError: naming the file, its format and how to train the model again.
+    """
+    found = checkpoint.get("graphvision_format")
+    if found == CHECKPOINT_FORMAT:
+        return
+    written = f"checkpoint format {found}" if found is not None else "no checkpoint format"
+    raise ValueError(
+        f"{path or 'the checkpoint'} has {written}; this graphvision ({__version__}) reads "
+        f"format {CHECKPOINT_FORMAT} only: train the model again with this version "
+        "(python -m graphvision.train ..., the same overrides as before)"
+    )
 
 
 def _plain(cfg):
@@ -31,25 +51,6 @@ def _plain(cfg):
     )
 
 
-def build_net(
-    kind: str,
-    info: dict,
-    task: dict,
-    backbone: dict,
-    gnn: dict | None,
-    sequence: dict | None,
-    dim: int,
-    dropout: float,
-    descriptors: str | list[str] = "all",
-) -> Net:
-    """The network ``model.net`` names: ``graph`` or ``backbone``."""
-    if kind == "graph":
-        return GraphVisionNet(info, task, backbone, gnn, sequence, dim, dropout, descriptors)
-    if kind == "backbone":
-        return BackboneNet(info, task, backbone, dim, dropout)
-    raise ValueError(f"model.net={kind!r}: choose graph or backbone (model=cnn_baseline)")
-
-
 class GraphVisionModule(L.LightningModule):
     """Every argument comes from ``conf/model/`` (``model/default.yaml`` and its groups).
 
@@ -58,9 +59,10 @@ class GraphVisionModule(L.LightningModule):
             optionally ``unseen``).
         task: the task config (``model/task=...``): heads, losses (with their weights) and
             metrics.
-        net: ``graph`` (:class:`~graphvision.nn.net.GraphVisionNet`: regions, GNN, sequence
-            stage) or ``backbone`` (:class:`~graphvision.nn.baseline.BackboneNet`, the backbone
-            alone, ``model=cnn_baseline``; ``gnn`` and ``sequence`` are then null).
+        net: the network's config, a ``_target_``: :class:`~graphvision.nn.net.GraphVisionNet`
+            (regions, GNN, sequence stage) or :class:`~graphvision.nn.baseline.BackboneNet`
+            (the backbone alone, ``model=cnn_baseline``; ``gnn`` and ``sequence`` are then
+            null); built with every other stage config.
         backbone, gnn, sequence: stage configs (``_target_`` + arguments).
         dim: token width throughout.
         dropout: in the heads.
@@ -82,7 +84,7 @@ class GraphVisionModule(L.LightningModule):
         self,
         info: dict,
         task: dict,
-        net: str,
+        net: dict,
         backbone: dict,
         gnn: dict | None,
         sequence: dict | None,
@@ -95,14 +97,10 @@ class GraphVisionModule(L.LightningModule):
         data_config: dict | None = None,
     ) -> None:
         super().__init__()
-        if net == "backbone" and backbone.get("_target_") == "graphvision.nn.features.NoBackbone":
-            raise ValueError(
-                "model=cnn_baseline is the backbone alone: it needs a backbone, not "
-                "model/backbone=none"
-            )
         # plain containers, so checkpoints load with torch.load(weights_only=True)
-        info, task, backbone, gnn, sequence, data_config, descriptors = (
+        info, net, task, backbone, gnn, sequence, data_config, descriptors = (
             _plain(info),
+            _plain(net),
             _plain(task),
             _plain(backbone),
             _plain(gnn),
@@ -111,14 +109,30 @@ class GraphVisionModule(L.LightningModule):
             _plain(descriptors),
         )
         self.save_hyperparameters()
-        self.net = build_net(net, info, task, backbone, gnn, sequence, dim, dropout, descriptors)
+        # the class its _target_ names, called with plain containers (Hydra's instantiate would
+        # turn them into DictConfigs and build the stage configs itself)
+        net_cls, net_args = (
+            get_class(net["_target_"]),
+            {k: v for k, v in net.items() if k != "_target_"},
+        )
+        self.net: Net = net_cls(
+            **net_args,
+            info=info,
+            task=task,
+            backbone=backbone,
+            gnn=gnn,
+            sequence=sequence,
+            dim=dim,
+            dropout=dropout,
+            descriptors=descriptors,
+        )
         self.metrics = nn.ModuleDict({stage: self.net.task.make_metrics() for stage in STAGES})
-        #: find objects while validating (``sgdet``): None follows ``task.detect_every`` during
+        #: find objects while validating (the task's detection): None follows ``task.detect_every`` during
         #: training and always outside it (``trainer.validate``); True/False forces it
         self.detect: bool | None = None
 
     def detect_now(self) -> bool:
-        """Whether this validation or test epoch also finds objects (``sgdet``): outside
+        """Whether this validation or test epoch also finds objects (the task's detection): outside
         training always, in training every ``task.detect_every`` epochs and at the last one,
         never in the sanity check (unless :attr:`detect` says otherwise)."""
         if self.detect is not None:
@@ -225,14 +239,9 @@ class GraphVisionModule(L.LightningModule):
         checkpoint["graphvision_format"] = CHECKPOINT_FORMAT
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        """Resuming from a checkpoint of an older format renames its parameters to today's
-        names and starts the parts it did not have (the grouping head) afresh."""
-        fmt = checkpoint.get("graphvision_format", 1)
-        refuse_unfit_weights(checkpoint.get("hyper_parameters") or {}, fmt)
-        if fmt < 2:
-            checkpoint["state_dict"] = upgrade_state_dict(checkpoint["state_dict"])
-        if fmt < CHECKPOINT_FORMAT:
-            checkpoint["state_dict"] = fill_missing(checkpoint["state_dict"], self.state_dict())
+        """Resuming training (``ckpt_path=``) from a checkpoint of another layout is refused
+        with the message of :func:`check_format`."""
+        check_format(checkpoint, "ckpt_path")
 
     def make_optimizer(self, fused: bool = False) -> torch.optim.AdamW:
         """AdamW over the trainable parameters, without weight decay on biases and norms; the

@@ -16,11 +16,12 @@ one configuration run at different times pool into one row.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 from pathlib import Path
 
 import yaml
+
+from graphvision.utils import read_runs
 
 MAIN_METRICS = (
     "val/scene_map",
@@ -30,29 +31,6 @@ MAIN_METRICS = (
     "val/rel_mR@50",
     "val/acc",
 )
-
-
-def read_runs(root: str | Path) -> list[dict]:
-    """Every finished job under ``root``: overrides, metrics and summary."""
-    runs = []
-    for metrics_file in sorted(Path(root).glob("**/metrics.json")):
-        job = metrics_file.parent
-        overrides_file = job / ".hydra" / "overrides.yaml"
-        overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
-        summary_file = job / "summary.json"
-        runs.append(
-            {
-                "dir": job,
-                "overrides": [str(o) for o in overrides or []],
-                "metrics": json.loads(metrics_file.read_text()),
-                "summary": json.loads(summary_file.read_text()) if summary_file.is_file() else {},
-            }
-        )
-    if not runs:
-        raise FileNotFoundError(
-            f"{root}: no job folder with a metrics.json (is this a multirun folder?)"
-        )
-    return runs
 
 
 def is_seed(override: str) -> bool:

@@ -1,5 +1,5 @@
 """What the entry points share: the config location, rank zero, building the DataModule a
-task needs, and metric files and tables."""
+task needs, metric files and tables, and reading a multirun folder's finished jobs."""
 
 from __future__ import annotations
 
@@ -11,10 +11,20 @@ from collections.abc import Callable
 from pathlib import Path
 
 import hydra
+import yaml
 from hydra.errors import CompactHydraException
 
-#: The project's Hydra configs (``conf/`` beside the package).
-CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+
+def _config_dir() -> Path:
+    """``graphvision/conf`` of an installed package (``conf/`` shipped as package data), else
+    the checkout's ``conf/`` beside the package (an editable install)."""
+    here = Path(__file__).resolve().parent
+    installed = here / "conf"
+    return installed if (installed / "train.yaml").is_file() else here.parent / "conf"
+
+
+#: The project's Hydra configs, wherever graphvision is installed.
+CONFIG_DIR = str(_config_dir())
 
 
 class UsageError(CompactHydraException):
@@ -78,6 +88,29 @@ def write_metrics(metrics: dict[str, float], out_dir: str | Path) -> Path:
     clean = {k: (None if math.isnan(v) else v) for k, v in metrics.items()}
     path.write_text(json.dumps(clean, indent=2) + "\n")
     return path
+
+
+def read_runs(root: str | Path) -> list[dict]:
+    """Every finished job under ``root``: overrides, metrics and summary."""
+    runs = []
+    for metrics_file in sorted(Path(root).glob("**/metrics.json")):
+        job = metrics_file.parent
+        overrides_file = job / ".hydra" / "overrides.yaml"
+        overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
+        summary_file = job / "summary.json"
+        runs.append(
+            {
+                "dir": job,
+                "overrides": [str(o) for o in overrides or []],
+                "metrics": json.loads(metrics_file.read_text()),
+                "summary": json.loads(summary_file.read_text()) if summary_file.is_file() else {},
+            }
+        )
+    if not runs:
+        raise FileNotFoundError(
+            f"{root}: no job folder with a metrics.json (is this a multirun folder?)"
+        )
+    return runs
 
 
 def metrics_table(metrics: dict[str, float]) -> str:

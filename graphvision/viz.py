@@ -225,6 +225,34 @@ def plot_confusion(confusion: torch.Tensor, names: list[str], path, title: str) 
     fig.savefig(path, dpi=100)
 
 
+def draw_prediction(prediction, path) -> None:
+    """A :class:`~graphvision.predictor.Prediction`'s PNG at ``path``: the region graph
+    coloured by the CLS token's attention (last layer) over the photo at its own size,
+    titled by the task's prediction (``title()``), then its panels (``panels(image)``:
+    scene graphs draw their objects and relations)."""
+    graph, result = prediction.graph, prediction.result
+    image, segments = prediction.photo, upsample_labels(graph.segments, prediction.photo.shape[:2])
+    h, w = segments.shape
+    panels = result.panels(image)
+    height = 5.5 * min(max(h / w, 0.5), 2.0)
+    fig, axes = file_figure(1, 1 + len(panels), figsize=(6 * (1 + len(panels)), height))
+    draw_region_graph(
+        image,
+        segments,
+        graph.pos,
+        graph.edge_index,
+        values=prediction.outputs["attention"][-1],
+        ax=axes[0, 0],
+        cmap="magma",
+        label="CLS attention (last layer)",
+    )
+    axes[0, 0].set_title(result.title(), fontsize=8)
+    for ax, draw in zip(axes[0, 1:], panels):
+        draw(ax)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
 def scene_graph_networkx(labels, rel_index, rel_labels):
     """The scene graph as a ``networkx.MultiDiGraph``: node ``i`` with ``label``, an edge per
     relation with ``relation``."""

@@ -173,8 +173,8 @@ def degenerate_batch(tmp_path):
     from PIL import Image
     from torch_geometric.data import Batch
 
-    from graphvision.data.cache import ImageJob, build_entry, to_graph
-    from graphvision.data.coco import ObjectConfig
+    from graphvision.data.objects import ObjectConfig
+    from graphvision.data.pipeline import ImageJob, build_entry, to_graph
     from graphvision.regions import RegionConfig
     from graphvision.tasks import SceneGraphTask
 
@@ -200,3 +200,26 @@ def degenerate_batch(tmp_path):
     info = {"categories": ["a", "b"], "predicates": ["l", "r", "a", "b", "i", "s"], "classes": []}
     batch = Batch.from_data_list(graphs, follow_batch=list(SceneGraphTask.follow_batch))
     return batch, info
+
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def is_png(path: Path) -> bool:
+    """Whether ``path`` is a PNG file with a picture in it (over 1 kB)."""
+    return path.is_file() and path.read_bytes()[:8] == PNG_MAGIC and path.stat().st_size > 1000
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """A tiny model trained for one epoch through the real entry point."""
+    tmp = tmp_path_factory.mktemp("trained")
+    run_module(
+        "graphvision.train",
+        *TINY_SYNTHETIC,
+        "trainer.max_epochs=1",
+        f"paths.data_dir={tmp / 'data'}",
+        f"hydra.run.dir={tmp / 'run'}",
+        cwd=tmp,
+    )
+    return tmp

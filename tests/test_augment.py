@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 
 from graphvision.data.augment import AugmentConfig, Transform, augment_entry, transform_entry
-from graphvision.data.cache import ImageJob, build_entry
-from graphvision.data.coco import ObjectConfig, object_targets
+from graphvision.data.objects import ObjectConfig, object_targets
+from graphvision.data.pipeline import ImageJob, build_entry
 from graphvision.data.relations import LEFT_OF, RIGHT_OF
 from graphvision.regions import RegionConfig
 
@@ -104,6 +104,22 @@ def test_a_flip_swaps_left_and_right_and_keeps_the_rest(scene):
     torch.testing.assert_close(
         flipped["obj_box"][0], torch.stack([1 - box[2], box[1], 1 - box[0], box[3]])
     )
+
+
+def test_annotated_relations_stay_as_annotated_and_leave_with_their_objects(scene):
+    """With annotated relations a flip changes no predicate (they are data, not geometry);
+    a crop that takes object 2 away takes its relations with it."""
+    entry = dict(scene)
+    entry["rel_index"] = torch.tensor([[0, 1, 2], [1, 2, 0]])
+    entry["rel_label"] = torch.tensor([4, 0, 3])
+    flipped = transform_entry(entry, Transform(flip=True), OBJECTS, annotated=True)
+    assert flipped["rel_index"].tolist() == [[0, 1, 2], [1, 2, 0]]
+    assert flipped["rel_label"].tolist() == [4, 0, 3]
+    crop = transform_entry(
+        entry, Transform(scale=0.5, centre=(24 / 64, 32 / 64)), OBJECTS, annotated=True
+    )  # object 2 (box x 40..56) leaves: objects 0 and 2 become 0 and 1
+    assert crop["obj_label"].tolist() == [0, 2]
+    assert crop["rel_index"].tolist() == [[1], [0]] and crop["rel_label"].tolist() == [3]
 
 
 def test_a_crop_equals_the_builders_on_the_cropped_annotations(scene):
@@ -203,7 +219,7 @@ def _per_object_reference(entry: dict, t: Transform, objects: ObjectConfig) -> d
     """transform_objects as one loop per object and per pair, with the scalar rules
     (region_memberships, mask_centre, relation): the oracle of the vectorised version."""
     from graphvision.data.augment import _sample
-    from graphvision.data.coco import mask_centre, region_memberships, unpack_masks
+    from graphvision.data.objects import mask_centre, region_memberships, unpack_masks
     from graphvision.data.relations import relation
 
     segments = transform_entry(entry, t, objects)["segments"].numpy().astype(np.int64)

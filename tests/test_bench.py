@@ -126,7 +126,7 @@ def test_bench_train_json(tmp_path, monkeypatch):
             "model/gnn=gatv2",
         ]
     )
-    assert result["model"] == {"gnn": "gatv2", "sequence": "TransformerSequence"}
+    assert result["model"] == {"gnn": "GATv2", "sequence": "TransformerSequence"}
     d = result["default"]
     bb, full = d["backbone_step_images_per_s"], d["full_step_images_per_s"]  # rounded to 0.1
     assert (
@@ -488,3 +488,35 @@ def test_bench_superpixels_against_pyg(tmp_path):
     assert 90_000 <= rows["gated_gcn"]["parameters"] <= 110_000 and rows["gated_gcn"]["width"] == 68
     assert all(r["graphs_per_s"] > 0 and r["pyg_gated_gcn_graphs_per_s"] > 0 for r in rows.values())
     assert json.loads((tmp_path / "s.json").read_text())["training"] == rows
+
+
+@pytest.mark.slow
+def test_bench_predict_json(trained, coco_tiny, tmp_path):
+    """``bench predict`` times each part of predict on photos with the model loaded once;
+    checked: the structure and the arithmetic, never a speed."""
+    from graphvision import bench
+
+    out = tmp_path / "predict.json"
+    result = bench.main(
+        [
+            "predict",
+            "--out",
+            str(out),
+            "--ckpt",
+            str(trained / "run/checkpoints/last.ckpt"),
+            "--images",
+            str(coco_tiny / "val2017"),
+            "--limit",
+            "3",
+        ]
+    )
+    assert json.loads(out.read_text()) == result
+    assert result["images"] == 3 and result["working_size"] == [128, 128]
+    parts = result["ms_per_image"]
+    assert set(parts) == {"decode", "regions", "network", "grouping", "record", "total"}
+    assert all(parts[k]["mean_ms"] > 0 for k in ("decode", "regions", "network", "total"))
+    assert (
+        sum(parts[k]["mean_ms"] for k in parts if k != "total") <= parts["total"]["mean_ms"] + 0.1
+    )
+    ratio = parts["grouping"]["mean_ms"] / parts["network"]["mean_ms"]
+    assert result["grouping_over_network"] == pytest.approx(ratio, abs=2e-3)

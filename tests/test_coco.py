@@ -5,13 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from graphvision.data.coco import (
-    ObjectConfig,
-    ann_to_mask,
-    object_targets,
-    read_coco,
-    select_objects,
-)
+from graphvision.data.coco import read_coco
+from graphvision.data.objects import ObjectConfig, ann_to_mask, object_targets, select_objects
 
 
 @pytest.mark.parametrize("split", ["train2017", "val2017"])

@@ -37,6 +37,24 @@ def test_every_group_has_its_options():
         "synthetic_zero_shot",
     ]
     assert options("logger") == ["csv", "tensorboard"]
+    # shared by every dataset: one region graph, one object filter, one loader block
+    assert options("data/regions") == ["slic"]
+    assert options("data/objects") == ["sg2im"]
+    assert options("data/loader") == ["default"]
+
+
+@pytest.mark.parametrize("option", options("data"))
+def test_every_dataset_shares_the_region_and_loader_groups(option):
+    """Each data config takes its regions and loader settings from the shared groups (and
+    overrides only what differs), and keeps the loader keys at ``data.*``."""
+    from omegaconf import OmegaConf
+
+    raw = OmegaConf.load(Path(CONFIG_DIR) / "data" / f"{option}.yaml")
+    defaults = [d if isinstance(d, str) else next(iter(d)) for d in raw.defaults]
+    assert "regions" in str(raw.defaults) and "loader@_here_" in str(raw.defaults), defaults
+    cfg = compose_cfg(overrides=[f"data={option}"])
+    assert {"batch_size", "num_workers", "pin_memory", "strict"} <= set(cfg.data)
+    assert set(cfg.data.regions) == set(OmegaConf.load(Path(CONFIG_DIR) / "data/regions/slic.yaml"))
 
 
 @pytest.mark.parametrize("option", options("data"))
@@ -62,8 +80,8 @@ def test_model_options(group, tmp_path):
         assert type(stage).__name__ == expected
         if group == "model/backbone" and not no_cnn:
             assert stage.name == option
-        if group == "model/gnn":
-            assert stage.layer == option
+        if group == "model/gnn":  # each option its own class, none a layer name
+            assert not hasattr(stage, "layer")
 
 
 @pytest.mark.parametrize(
@@ -309,7 +327,7 @@ class SceneLabelsTask(Task):
         self.categories = self.require("categories", "use a scene-graph dataset")
         self.head = SceneHead(dim, len(self.categories))
 
-    def forward(self, cls, tokens, batch):
+    def forward(self, cls, tokens, batch, detect=False):
         return {"scene_logits": self.head(cls)}
 
     def attribution_logits(self, out):

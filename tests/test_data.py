@@ -92,7 +92,8 @@ def test_batches_follow_the_data_contract(tiny_synthetic):
 
 
 def test_cached_equals_fresh(tiny_synthetic):
-    from graphvision.data.cache import build_entry, load_entry
+    from graphvision.data.cache import load_entry
+    from graphvision.data.pipeline import build_entry
 
     ds = tiny_synthetic.datasets["val"]
     cached = load_entry(entry_path(ds.cache_dir, ds.keys[0]))
@@ -139,11 +140,11 @@ def test_unreadable_images_are_skipped_counted_and_logged(tmp_path, caplog, monk
     assert "empty.jpg" in caplog.text and "cut.jpg" in caplog.text
     assert len(dm.datasets["val"]) == 2
     # remembered: a second look skips them again (and counts them) without decoding them
-    from graphvision.data import cache
+    from graphvision.data import cache, pipeline
 
     calls = []
     monkeypatch.setattr(
-        cache, "decode_image", lambda *a, **k: calls.append(a) or (good, good.shape[1::-1])
+        pipeline, "decode_image", lambda *a, **k: calls.append(a) or (good, good.shape[1::-1])
     )
     caplog.clear()
     with caplog.at_level(logging.WARNING):

@@ -211,7 +211,7 @@ def test_a_failure_inside_the_pool_names_the_file_and_is_retried(tmp_path, caplo
     """An unexpected exception while building one image (inside the worker pool) skips that
     image with the file, its id and the error in the log; it is not remembered, so that the
     next run tries again."""
-    from graphvision.data import cache
+    from graphvision.data import pipeline as cache  # where build_entry finds object_targets
 
     real = cache.object_targets
 

@@ -18,11 +18,14 @@ from torch_geometric.utils import to_dense_batch
 from torchvision.transforms._presets import ImageClassification
 
 from graphvision.nn.features import RegionFeatures, load_backbone, pool_regions
-from graphvision.nn.gnn import LAYERS, RegionGNN
+from graphvision.nn.gnn import GCN, GINE, GPS, GatedGCN, GATv2, NoGNN, RegionGNN
 from graphvision.nn.heads import object_geometry, pool_objects
 from graphvision.nn.sequence import from_sequence, raster_order, sincos_2d, to_sequence
 from graphvision.tasks.metrics import PresentLabelsAP, SceneGraphRecall, SceneGraphs
 from tests.conftest import build_module
+
+#: every GNN option, by its config name
+GNNS = {"gcn": GCN, "gatv2": GATv2, "gine": GINE, "gated_gcn": GatedGCN, "gps": GPS, "none": NoGNN}
 
 
 def test_pool_regions_exact_and_vanished_regions_finite():
@@ -48,17 +51,19 @@ def test_pool_regions_uses_each_graph_own_map():
     assert out.view(-1).tolist() == [0.0, 1.0]
 
 
-@pytest.mark.parametrize("layer", LAYERS)
+@pytest.mark.parametrize("layer", GNNS)
 def test_gnn_layers_shapes_and_edge_features(layer):
     torch.manual_seed(0)
     x = torch.randn(5, 16)
     edge_index = torch.tensor([[0, 1, 1, 2, 3, 4], [1, 0, 2, 1, 4, 3]])
     edge_attr = torch.randn(6, 5)
-    gnn = RegionGNN(16, layer=layer, num_layers=2, heads=4)
+    gnn = GNNS[layer](16, num_layers=2, heads=4)
     out = gnn(x, edge_index, edge_attr, torch.tensor([0, 0, 0, 1, 1]))
     assert out.shape == (5, 16) and torch.isfinite(out).all()
-    assert layer in repr(gnn)
-    if layer not in ("gcn", "none"):  # edge features reach the output
+    layers = 0 if layer == "none" else 2
+    assert repr(gnn) == f"{GNNS[layer].__name__}(channels=16, num_layers={layers})"
+    assert gnn.uses_edges == (layer not in ("gcn", "none"))
+    if gnn.uses_edges:  # edge features reach the output
         out2 = gnn(x, edge_index, edge_attr + 1.0, torch.tensor([0, 0, 0, 1, 1]))
         assert not torch.allclose(out, out2)
 
@@ -73,9 +78,9 @@ def test_gnn_none_is_the_identity():
 
     cfg = OmegaConf.load(f"{CONFIG_DIR}/model/gnn/none.yaml")
     gnn = instantiate(cfg, channels=16, edge_dim=5)
-    assert isinstance(gnn, RegionGNN) and gnn.num_layers == 0
+    assert isinstance(gnn, NoGNN) and gnn.num_layers == 0
     assert sum(p.numel() for p in gnn.parameters()) == 0
-    assert sum(p.numel() for p in RegionGNN(16, layer="none", num_layers=3).parameters()) == 0
+    assert sum(p.numel() for p in NoGNN(16, num_layers=3).parameters()) == 0
     x = torch.randn(5, 16, requires_grad=True)
     edge_index = torch.tensor([[0, 1, 1, 2, 3, 4], [1, 0, 2, 1, 4, 3]])
     out = gnn(x, edge_index, torch.randn(6, 5), torch.tensor([0, 0, 0, 1, 1]))
@@ -101,7 +106,7 @@ def test_gcn_equals_pyg_gcnconv_on_edge_index():
     from torch_geometric.nn import GCNConv
 
     torch.manual_seed(0)
-    gnn = RegionGNN(8, layer="gcn", num_layers=2)
+    gnn = GCN(8, num_layers=2)
     refs = []
     for conv in gnn.convs:
         ref = GCNConv(8, 8)  # normalize=True: PyG's own path over edge_index
@@ -126,7 +131,7 @@ def test_gcn_runs_under_bf16_autocast():
     the gcn stack still runs, in float32 throughout (its norms too, whatever the input's
     dtype), and matches the float32 forward."""
     torch.manual_seed(0)
-    gnn = RegionGNN(8, layer="gcn")
+    gnn = GCN(8)
     x = torch.randn(5, 8)
     edge_index = torch.tensor([[0, 1, 1, 2, 3, 4], [1, 0, 2, 1, 4, 3]])
     args = (edge_index, torch.zeros(6, 5), torch.zeros(5, dtype=torch.long))
@@ -153,9 +158,18 @@ def test_whole_model_trains_a_step_under_bf16_autocast(degenerate_batch):
     assert module.net.node_encoder[0].weight.grad.abs().sum() > 0
 
 
-def test_gnn_rejects_unknown_layer():
-    with pytest.raises(ValueError, match="unknown GNN layer 'sage'"):
-        RegionGNN(8, layer="sage")
+def test_every_gnn_config_names_its_class():
+    """Each ``conf/model/gnn/*.yaml`` builds its class (no layer name dispatched)."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from graphvision.utils import CONFIG_DIR
+
+    for name, cls in GNNS.items():
+        cfg = OmegaConf.load(f"{CONFIG_DIR}/model/gnn/{name}.yaml")
+        assert "layer" not in cfg
+        gnn = instantiate(cfg, channels=16, edge_dim=5)
+        assert type(gnn) is cls and isinstance(gnn, RegionGNN), name
 
 
 def test_raster_order_and_round_trip():
@@ -426,10 +440,10 @@ def test_heads_at_any_working_resolution(tmp_path, size, n_segments):
     from PIL import Image
     from torch_geometric.data import Batch
 
-    from graphvision.data.cache import ImageJob, build_entry, to_graph
-    from graphvision.data.coco import ObjectConfig
+    from graphvision.data.objects import ObjectConfig
+    from graphvision.data.pipeline import ImageJob, build_entry, to_graph
     from graphvision.regions import RegionConfig
-    from graphvision.tasks.scene_graph import instance_masks
+    from graphvision.tasks.scene_graph.detection import instance_masks
 
     photo = skimage.data.astronaut()  # 512x512
     Image.fromarray(photo).save(tmp_path / "photo.png")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from graphvision.data.coco import box_coverage, mask_centre
+from graphvision.data.objects import box_coverage, mask_centre
 
 
 def test_reduced_decoding_keeps_the_region_graphs_on_coco_tiny(coco_tiny, monkeypatch):
@@ -201,7 +201,8 @@ def test_ddp_prepares_once_per_node_the_other_process_waits_and_loads(tmp_path, 
 
 
 def test_label_maps_are_stored_in_int16_and_loaded_as_int64(tmp_path):
-    from graphvision.data.cache import compact_labels, load_entry, save_entry, to_graph
+    from graphvision.data.cache import load_entry, save_entry
+    from graphvision.data.pipeline import compact_labels, to_graph
 
     small = np.arange(12).reshape(3, 4)
     assert compact_labels(small).dtype == np.int16

@@ -1,4 +1,5 @@
-"""Relations follow sg2im's rules (google/sg2im, data/coco.py), checked on hand-made cases."""
+"""Relations follow sg2im's rules (google/sg2im, data/coco.py), checked on hand-made cases;
+annotated relations map onto the kept objects exactly."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from graphvision.data.relations import (
     RELATIONS,
     RIGHT_OF,
     SURROUNDING,
+    annotated_relations,
+    kept_relations,
     pairwise_relations,
     relation,
 )
@@ -80,3 +83,24 @@ def test_no_pairs_for_fewer_than_two_objects():
     for m in (0, 1):
         index, labels = pairwise_relations(np.zeros((m, 4)), np.zeros((m, 2)))
         assert index.shape == (2, 0) and labels.shape == (0,)
+
+
+def test_annotated_relations_over_the_kept_objects():
+    """Annotation ids -> positions among the kept objects, in the order given; a triplet
+    naming an object not kept is left out."""
+    kept = [30, 10, 20]  # annotation ids of objects 0, 1, 2
+    triplets = [(10, 30, 2), (20, 40, 0), (30, 20, 1), (30, 20, 3), (40, 10, 1)]
+    index, labels = annotated_relations(kept, triplets)
+    assert index.tolist() == [[1, 0, 0], [0, 2, 2]] and labels.tolist() == [2, 1, 3]
+    assert index.dtype == labels.dtype == np.int64
+    index, labels = annotated_relations(kept, [])
+    assert index.shape == (2, 0) and labels.shape == (0,)
+
+
+def test_kept_relations_renumber_and_drop_those_of_objects_gone():
+    index = np.array([[0, 2, 3, 1], [2, 0, 1, 3]])
+    labels = np.array([5, 6, 7, 8])
+    new_index, new_labels = kept_relations(index, labels, np.array([0, 2, 3]), 4)
+    assert new_index.tolist() == [[0, 1], [1, 0]] and new_labels.tolist() == [5, 6]
+    none_index, none_labels = kept_relations(index, labels, np.array([], dtype=np.int64), 4)
+    assert none_index.shape == (2, 0) and none_labels.shape == (0,)

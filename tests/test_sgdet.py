@@ -17,12 +17,8 @@ from graphvision.nn.grouping import (
     region_instances,
     same_instance_targets,
 )
-from graphvision.tasks.metrics import (
-    DetectionEval,
-    SceneGraphRecall,
-    SceneGraphs,
-    coco_detection_metrics,
-)
+from graphvision.tasks.detection_metrics import DetectionEval, coco_detection_metrics
+from graphvision.tasks.metrics import SceneGraphRecall, SceneGraphs
 
 
 def grid_graph(rows: int, cols: int) -> torch.Tensor:
@@ -303,8 +299,18 @@ def test_a_prediction_record_with_nothing_found(degenerate_batch):
         "relation_threshold": 0.0,
         "size": (64, 48),
     }
-    record = task.prediction_record(out, graph, options)
+    prediction = task.prediction(out, graph, options)
+    assert prediction.mode == "sgdet" and prediction.objects == [] == prediction.relations
+    record = prediction.to_json()
     assert record["mode"] == "sgdet" and record["objects"] == [] and record["relations"] == []
+    assert len(record["region_details"]) == graph.num_nodes
+    assert graph.num_objects  # the annotated objects, whose labels the options do not give
+    with pytest.raises(ValueError, match=r"mode=predcls needs objects with their categories"):
+        task.prediction(out, graph, options, mode="predcls")
+    with pytest.raises(
+        ValueError, match=r"mode=sgfoo: choose among \['sgdet', 'sgcls', 'predcls'\]"
+    ):
+        task.prediction(out, graph, options, mode="sgfoo")
 
 
 def test_grouping_head_scores_each_pair_once_and_symmetrically():

@@ -14,7 +14,7 @@ import torch
 from torch_geometric.data import Batch
 
 from graphvision.data.augment import Transform, transform_entry
-from graphvision.data.coco import ObjectConfig
+from graphvision.data.objects import ObjectConfig
 from graphvision.regions import (
     BENCHMARK_DESCRIPTORS,
     NODE_FEATURES,
@@ -147,7 +147,7 @@ def test_region_config_graph_fields_and_cache_keys():
 
 def test_augmentation_rebuilds_the_knn_graph(tmp_path):
     """A training-time transform rebuilds the graph the data config names: knn stays knn."""
-    from graphvision.data.cache import ImageJob, build_entry
+    from graphvision.data.pipeline import ImageJob, build_entry
 
     folder = make_image_folder(tmp_path / "folder", per_class=1)
     path = next(folder.glob("train/*/*"))
@@ -268,7 +268,7 @@ def test_directed_knn_graphs_draw_count_and_export_every_pair():
     pairs 0-1, 1-2, 2-3, where 1-2 and 2-3 are one-way)."""
     from torch_geometric.data import Data
 
-    from graphvision.inference import region_pairs
+    from graphvision.predictor import region_pairs
     from graphvision.viz import one_per_pair, to_networkx
 
     labels = np.repeat(np.repeat(np.arange(4), 2)[None], 4, axis=0)
@@ -290,13 +290,13 @@ def test_directed_knn_graphs_draw_count_and_export_every_pair():
 def test_region_gnn_carries_gated_gcns_edge_state_from_block_to_block():
     """Two GatedGCN blocks: the second reads the edge state the first left (the encoded
     edge features plus the first block's activated edge output), each block pre-norm
-    residual on nodes and edges alike; written out by hand against RegionGNN."""
+    residual on nodes and edges alike; written out by hand against GatedGCN."""
     from torch.nn.functional import gelu
 
-    from graphvision.nn.gnn import RegionGNN
+    from graphvision.nn.gnn import GatedGCN
 
     torch.manual_seed(0)
-    gnn = RegionGNN(channels=8, edge_dim=5, layer="gated_gcn", num_layers=2).eval()
+    gnn = GatedGCN(channels=8, edge_dim=5, num_layers=2).eval()
     x, edge_index = torch.randn(4, 8), torch.tensor([[0, 1, 2, 3, 1], [1, 0, 1, 2, 3]])
     edge_attr = torch.randn(5, 5)
     h, e = x, gnn.edge_encoder(edge_attr)

@@ -33,14 +33,25 @@ def coco_root(given: str | None) -> Path:
     return root
 
 
-def coco_region_settings() -> dict:
-    """``conf/data/coco.yaml``'s ``regions`` block: the settings the benchmarks of photos
-    measure unless told otherwise."""
+def composed_regions(*overrides: str) -> dict:
+    """The ``data.regions`` block of the train config composed with ``overrides`` (e.g.
+    ``data=coco``): what those commands would pre-process with."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
 
     from graphvision.utils import CONFIG_DIR
 
-    return OmegaConf.to_container(OmegaConf.load(Path(CONFIG_DIR) / "data" / "coco.yaml").regions)
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=list(overrides))
+    return OmegaConf.to_container(cfg.data.regions, resolve=True)
+
+
+def coco_region_settings() -> dict:
+    """``data=coco``'s ``regions`` block: the settings the benchmarks of photos measure unless
+    told otherwise."""
+    return composed_regions("data=coco")
 
 
 def require_device(device: str) -> None:

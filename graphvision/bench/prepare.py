@@ -88,9 +88,10 @@ def stage_times(jobs, regions, objects, cache_dir: Path) -> dict:
     encoding and writing the entry."""
     import torch
 
-    from graphvision.data.cache import entry_path, graph_tensors, save_entry
-    from graphvision.data.coco import object_targets
+    from graphvision.data.cache import entry_path, save_entry
     from graphvision.data.images import decode_image
+    from graphvision.data.objects import object_targets
+    from graphvision.data.pipeline import graph_tensors
     from graphvision.regions.graph import region_graph
     from graphvision.regions.superpixels import resize_image, slic_superpixels
 
@@ -134,14 +135,10 @@ def stage_times(jobs, regions, objects, cache_dir: Path) -> dict:
 
 
 def folder_region_settings() -> dict:
-    """``conf/experiment/cifar10.yaml``'s regions over ``conf/data/image_folder.yaml``'s."""
-    from omegaconf import OmegaConf
+    """``experiment=cifar10``'s regions (over ``data=image_folder``'s)."""
+    from graphvision.bench.common import composed_regions
 
-    from graphvision.utils import CONFIG_DIR
-
-    base = OmegaConf.load(Path(CONFIG_DIR) / "data" / "image_folder.yaml").regions
-    cifar = OmegaConf.load(Path(CONFIG_DIR) / "experiment" / "cifar10.yaml").data.regions
-    return OmegaConf.to_container(OmegaConf.merge(base, cifar))
+    return composed_regions("experiment=cifar10")
 
 
 def region_settings(args) -> dict:

@@ -35,8 +35,9 @@ def load_benchmark_images(
     """``[(path, rgb, truth)]``: the first ``limit`` images at native size (``[H, W, 3]``
     uint8) and their instance label maps ``[H, W]`` (0 = background, larger objects painted
     first). Without ``images``, coco_tiny's val split (``$GRAPHVISION_COCO_TINY``)."""
-    from graphvision.data.coco import ann_to_mask, read_coco
+    from graphvision.data.coco import read_coco
     from graphvision.data.images import load_rgb
+    from graphvision.data.objects import ann_to_mask
     from graphvision.regions.quality import instance_label_map
 
     if images is None:

@@ -71,8 +71,8 @@ def preprocessing(args, regions) -> dict:
     """Photos/s of graphvision's cache entries and of PyG's path, taking turns photo by
     photo over the same ``--limit`` photos (after one warm-up of each)."""
     from graphvision.data import ImageFolderDataModule
-    from graphvision.data.cache import build_entry
-    from graphvision.data.coco import ObjectConfig
+    from graphvision.data.objects import ObjectConfig
+    from graphvision.data.pipeline import build_entry
 
     dm = ImageFolderDataModule(
         root=args.folder, regions=regions.as_dict(), per_class={"train": None, "val": None}

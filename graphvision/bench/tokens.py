@@ -165,7 +165,7 @@ def ablation_table(root: str, metric: str) -> dict:
     """Per backend, ``[{n_segments, regions, metric mean, std, runs}]`` by token count, and
     for every superpixel row the grid tokens that reach its metric (log-interpolated
     between the grid rows around it; None where no measured grid count reaches it)."""
-    from graphvision.report import read_runs
+    from graphvision.utils import read_runs
 
     groups: dict[tuple[str, int], list[dict]] = {}
     for run in read_runs(root):

@@ -208,7 +208,7 @@ def run(args) -> dict:
         module, batch = module_and_batch(None, args.batch_size, data, args.override)
         module, batch = on_device(module, batch, args)
         out["model"] = {
-            "gnn": (module.hparams.gnn or {}).get("layer"),
+            "gnn": (module.hparams.gnn or {}).get("_target_", "").rsplit(".", 1)[-1],
             "sequence": (module.hparams.sequence or {}).get("_target_", "").rsplit(".", 1)[-1],
         }
         out["image_size"] = list(batch.image.shape[-2:])

@@ -15,7 +15,9 @@ without decoding the image again:
   ``min_object_size`` of the image, or whose mask is gone, is dropped (sg2im's rule, after
   the crop); a scene label leaves when its every instance was an object and all are gone;
 - relations are recomputed by sg2im's rule from the transformed boxes and mask centroids, so
-  a flip turns ``left of`` into ``right of``.
+  a flip turns ``left of`` into ``right of``; annotated relations (a job's ``relations``) are
+  kept as annotated, less those naming an object that is gone (a flip leaves an annotated
+  ``left of`` as it is: a vocabulary with such predicates wants ``data/augment=none``).
 
 Every draw comes from ``numpy.random.default_rng([seed, epoch, index])``: runs repeat.
 """
@@ -29,11 +31,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from graphvision.data.coco import (
-    ObjectConfig,
-    unpack_masks,
-)
-from graphvision.data.relations import pairwise_relations
+from graphvision.data.objects import ObjectConfig, unpack_masks
+from graphvision.data.relations import kept_relations, pairwise_relations
 from graphvision.regions import RegionConfig, region_graph
 
 
@@ -117,11 +116,16 @@ def jitter_colour(image: torch.Tensor, t: Transform) -> torch.Tensor:
 
 
 def transform_entry(
-    entry: dict, t: Transform, objects: ObjectConfig, regions: RegionConfig | None = None
+    entry: dict,
+    t: Transform,
+    objects: ObjectConfig,
+    regions: RegionConfig | None = None,
+    annotated: bool = False,
 ) -> dict:
     """A cache entry as if its image had been ``t``-transformed before pre-processing, its
     superpixels kept (module docstring); its region graph rebuilt as ``regions`` (``edges``,
-    ``k``, ``knn_colour``; default: the adjacency graph) says."""
+    ``k``, ``knn_colour``; default: the adjacency graph) says; its relations the entry's own
+    among the objects left when ``annotated`` (default False: sg2im's rule, recomputed)."""
     image = entry["image"].float() / 255.0  # (3, H, W)
     _, h, w = image.shape
     image = _sample(image, t, "bilinear")
@@ -144,12 +148,12 @@ def transform_entry(
         **{k: entry[k] for k in ("image_id", "label") if k in entry},
     }
     if "obj_label" in entry:
-        out.update(transform_objects(entry, t, graph["segments"], objects))
+        out.update(transform_objects(entry, t, graph["segments"], objects, annotated))
     return out
 
 
 def object_memberships(weight: np.ndarray, min_membership: float) -> tuple[np.ndarray, ...]:
-    """:func:`~graphvision.data.coco.region_memberships` of ``K`` objects at once, from
+    """:func:`~graphvision.data.objects.region_memberships` of ``K`` objects at once, from
     ``weight [K, N]`` (the fraction of each region each object covers): ``(object, region,
     weight)`` of every membership, object by object, regions in order; an object covering
     no region by ``min_membership`` keeps its most covered one."""
@@ -162,7 +166,7 @@ def object_memberships(weight: np.ndarray, min_membership: float) -> tuple[np.nd
 
 
 def masks_centres(masks: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """:func:`~graphvision.data.coco.mask_centre` of ``K`` masks ``[K, H, W]`` at once
+    """:func:`~graphvision.data.objects.mask_centre` of ``K`` masks ``[K, H, W]`` at once
     (``boxes [K, 4]`` stand in for empty masks): ``[K, 2]`` float64."""
     k, h, w = masks.shape
     cols = masks.sum(axis=1, dtype=np.int64)  # (K, W)
@@ -176,9 +180,10 @@ def masks_centres(masks: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 
 
 def transform_objects(
-    entry: dict, t: Transform, segments: np.ndarray, objects: ObjectConfig
+    entry: dict, t: Transform, segments: np.ndarray, objects: ObjectConfig, annotated: bool = False
 ) -> dict:
-    """The object targets of ``entry`` after ``t``, over the new label map ``segments``."""
+    """The object targets of ``entry`` after ``t``, over the new label map ``segments``; with
+    ``annotated``, the entry's relations among the objects kept, else sg2im's on them."""
     h, w = segments.shape
     masks = unpack_masks(entry["obj_mask"].numpy(), h, w).astype(np.float32)  # (M, H, W)
     coverage = _sample(torch.from_numpy(masks), t, "bilinear").numpy().astype(np.float64)
@@ -204,7 +209,12 @@ def transform_objects(
     packed = np.packbits(inside.reshape(k, h * w), axis=1)
     labels = [int(v) for v in entry["obj_label"][torch.from_numpy(keep)]]
     boxes_kept = new_boxes[keep].astype(np.float32).reshape(-1, 4)
-    rel_index, rel_label = pairwise_relations(boxes_kept, centres)
+    if annotated:
+        rel_index, rel_label = kept_relations(
+            entry["rel_index"].numpy(), entry["rel_label"].numpy(), keep, len(boxes)
+        )
+    else:
+        rel_index, rel_label = pairwise_relations(boxes_kept, centres)
     y = entry["y"].clone()
     if "y_objects_only" in entry:  # a category all of whose instances were objects, all gone
         gone = entry["y_objects_only"][0].bool().clone()
@@ -231,8 +241,9 @@ def augment_entry(
     epoch: int,
     index: int,
     regions: RegionConfig | None = None,
+    annotated: bool = False,
 ) -> dict:
     """``entry`` under the transform drawn for ``(cfg.seed, epoch, index)``, its region graph
-    rebuilt as ``regions`` says (:func:`transform_entry`)."""
+    rebuilt as ``regions`` says, its relations kept when ``annotated`` (:func:`transform_entry`)."""
     rng = np.random.default_rng([cfg.seed, epoch, index])
-    return transform_entry(entry, sample_transform(rng, cfg), objects, regions)
+    return transform_entry(entry, sample_transform(rng, cfg), objects, regions, annotated)

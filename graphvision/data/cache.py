@@ -1,4 +1,8 @@
-"""Pre-processing jobs, run once over a worker pool, cached on disk one file per image.
+"""The cache of pre-processed images: one file per image, built once over a worker pool.
+
+Each entry is what :func:`~graphvision.data.pipeline.build_entry` makes of one
+:class:`~graphvision.data.pipeline.ImageJob`, under the job's key
+(:meth:`~graphvision.data.pipeline.ImageJob.key`).
 
 A cache entry is one file holding a dict of tensors in a small raw format (a CRC-32 of
 everything after it, a JSON header naming each tensor's dtype, shape and offset, then the
@@ -26,128 +30,19 @@ import socket
 import struct
 import time
 import zlib
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-import numpy as np
 import torch
 from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 
-from graphvision.data.coco import DataError, ObjectConfig, counted, object_targets
-from graphvision.data.contract import RegionGraph
-from graphvision.data.images import UnreadableImageError, decode_image
-from graphvision.regions import RegionConfig, image_to_regions
+from graphvision.data.coco import DataError, counted
+from graphvision.data.images import UnreadableImageError
+from graphvision.data.objects import ObjectConfig
+from graphvision.data.pipeline import SETTINGS_NOTES, ImageJob, build_entry
+from graphvision.regions import RegionConfig
 
 log = logging.getLogger(__name__)
-
-CACHE_VERSION = 7  # 6: JPEGs decoded at reduced scale (decode_image); 7: int16 label maps
-
-
-@dataclass(frozen=True)
-class ImageJob:
-    """Everything needed to build one image's cache entry, and nothing else."""
-
-    path: str
-    image_id: int
-    expected_size: tuple[int, int] | None = None  # (width, height) from the annotation file
-    annotations: tuple = ()  # COCO annotations of this image (objects task)
-    category_ids: tuple = ()  # COCO category ids, in contiguous-index order
-    label: int | None = None  # image-folder class
-
-    def key(self, regions: RegionConfig, objects: ObjectConfig) -> str:
-        st = os.stat(self.path) if os.path.exists(self.path) else None
-        blob = json.dumps(
-            {
-                "v": CACHE_VERSION,
-                "path": os.path.abspath(self.path),
-                "file": [st.st_size, st.st_mtime_ns] if st else None,
-                # the fields as they are: dataclasses.asdict would deep-copy every annotation
-                # first, 5 ms per COCO image, paid again by every run's setup
-                "job": {f.name: getattr(self, f.name) for f in fields(self)},
-                "regions": regions.as_dict(),
-                "objects": asdict(objects),
-            },
-            sort_keys=True,
-            default=str,
-        )
-        return hashlib.sha1(blob.encode()).hexdigest()
-
-
-SIZE_MISMATCH = (
-    "image size differs from the annotation file's width/height (the file's size was used)"
-)
-RLE_SIZE_MISMATCH = (
-    "RLE mask sized for the annotation file's width/height, not the image's (dropped)"
-)
-
-
-def build_entry(
-    job: ImageJob,
-    regions: RegionConfig,
-    objects: ObjectConfig,
-    rgb: np.ndarray | None = None,
-    notes: list[str] | None = None,
-) -> dict:
-    """Decodes (unless ``rgb``, the decoded image at its full size, is given; a JPEG at
-    the reduced scale :func:`~graphvision.data.images.decode_image` picks for the working
-    resolution), resizes and segments one image; builds its graph and targets.
-
-    When the decoded image's size differs from ``job.expected_size`` (the annotation
-    file's width and height), the image's own size wins: boxes and polygons are read in its
-    pixels, an RLE mask sized for the other size is dropped; each such event is appended to
-    ``notes`` (:data:`SIZE_MISMATCH`, :data:`RLE_SIZE_MISMATCH`) for the caller to count.
-
-    Raises:
-        UnreadableImageError: the image cannot be decoded.
-    """
-    if rgb is None:
-        rgb, size = decode_image(job.path, job.expected_size, min_size=regions.size)
-    else:
-        size = (rgb.shape[1], rgb.shape[0])
-    notes = [] if notes is None else notes  # size: (width, height) the annotations refer to
-    annotations = list(job.annotations)
-    if job.expected_size is not None and tuple(job.expected_size) != size:
-        notes.append(SIZE_MISMATCH)
-        fitting = [a for a in annotations if _rle_size(a) in (None, size[::-1])]
-        notes.extend([RLE_SIZE_MISMATCH] * (len(annotations) - len(fitting)))
-        annotations = fitting
-    graph = image_to_regions(rgb, regions)
-    out = graph_tensors(graph, job.image_id)
-    if job.category_ids:
-        index = {cid: i for i, cid in enumerate(job.category_ids)}
-        targets = object_targets(annotations, *size, index, graph["segments"], objects)
-        out.update({k: torch.from_numpy(v) for k, v in targets.items()})
-    if job.label is not None:
-        out["label"] = torch.tensor([job.label])
-    return out
-
-
-def graph_tensors(graph: dict, image_id: int) -> dict:
-    """The image and region graph part of a cache entry, as tensors, from
-    :func:`~graphvision.regions.image_to_regions`'s ``image`` (``[H, W, 3]``, stored
-    ``[3, H, W]``) and graph fields (the label map in :func:`compact_labels`' type)."""
-    return {
-        "image": torch.from_numpy(np.ascontiguousarray(graph["image"].transpose(2, 0, 1))),
-        "segments": torch.from_numpy(compact_labels(graph["segments"])),
-        **{k: torch.from_numpy(graph[k]) for k in ("x", "pos", "edge_index", "edge_attr")},
-        "image_id": torch.tensor([image_id]),
-    }
-
-
-def compact_labels(segments: np.ndarray) -> np.ndarray:
-    """A label map in the smallest integer type that holds it, as the cache stores it: int16
-    up to 32,767 regions (half of an entry's bytes were the int32 map), int32 beyond;
-    :func:`to_graph` makes it int64 again."""
-    return segments.astype(np.int16 if int(segments.max(initial=0)) < 2**15 else np.int32)
-
-
-def _rle_size(annotation: dict) -> tuple[int, int] | None:
-    """``(height, width)`` of an annotation's RLE mask; None for polygons or no mask."""
-    segmentation = annotation.get("segmentation")
-    if isinstance(segmentation, dict):
-        return tuple(int(v) for v in segmentation["size"])
-    return None
 
 
 def entry_path(cache_dir: Path, key: str) -> Path:
@@ -275,14 +170,6 @@ def load_entry(path: Path) -> dict:
     return entry
 
 
-def to_graph(entry: dict) -> RegionGraph:
-    """A cache entry as the data contract's :class:`RegionGraph` (image as float in [0, 1])."""
-    fields = dict(entry)
-    fields["image"] = entry["image"].float().div_(255.0)
-    fields["segments"] = entry["segments"].long()
-    return RegionGraph(**fields)
-
-
 def note_path(cache_dir: Path, key: str) -> Path:
     """Where what was noticed while building an entry (:func:`build_entry`'s ``notes``) is
     kept, beside the entry, so that every run counts it again."""
@@ -371,8 +258,10 @@ def build_cache(
     same entries is waited for (:func:`split_lock`).
 
     Every skipped image is logged with its reason and counted, and so is every image built
-    with a note (an image whose size differs from its annotation file's, :func:`build_entry`);
-    with ``strict`` either is a :class:`DataError` naming the file.
+    with a note (an image whose size differs from its annotation file's, an annotated
+    relation naming an object that is not kept: :func:`build_entry`); with ``strict`` either
+    is a :class:`DataError` naming the file, but for what the object settings left out
+    (:data:`~graphvision.data.pipeline.SETTINGS_NOTES`), which is counted alone.
 
     ``stats``, when given, gains the images built here (``"images"``) and the seconds they
     took (``"seconds"``), waiting for another process excluded.
@@ -417,10 +306,12 @@ def build_cache(
         for job, key in zip(jobs, keys)
         if key not in reasons and note_path(cache_dir, key).is_file()
     }
-    if strict and (skipped or notes):
-        path, reason = skipped[0] if skipped else next((p, n[0]) for p, n in notes.items())
+    wrong = {p: [n for n in ns if n not in SETTINGS_NOTES] for p, ns in notes.items()}
+    wrong = {p: ns for p, ns in wrong.items() if ns}  # what data.strict refuses
+    if strict and (skipped or wrong):
+        path, reason = skipped[0] if skipped else next((p, n[0]) for p, n in wrong.items())
         image_id = next(j.image_id for j in jobs if j.path == path)
-        more = len(skipped) + len(notes) - 1
+        more = len(skipped) + len(wrong) - 1
         raise DataError(
             f"{path} (image id {image_id}): {reason}. data.strict=true makes this an error: "
             "fix or remove the file, or set data.strict=false to go on with a count"

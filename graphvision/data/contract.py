@@ -3,7 +3,7 @@
 Fields: ``image [3, H, W]`` float in ``[0, 1]``, ``segments [H, W]``,
 ``pos [N, 2]``, ``x [N, F]``, ``edge_index [2, E]``, ``edge_attr [E, D]``, ``y [1, C]``,
 ``obj_label [M]``, ``obj_box [M, 4]``, ``obj_mask [M, ceil(H * W / 8)]`` (each object's mask
-at the working resolution, bit-packed: :func:`graphvision.data.coco.unpack_masks`),
+at the working resolution, bit-packed: :func:`graphvision.data.objects.unpack_masks`),
 ``rel_index [2, R]``, ``rel_label [R]``, ``image_id [1]``;
 image folders carry ``label [1]`` instead of the object fields.
 

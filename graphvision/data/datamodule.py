@@ -1,16 +1,16 @@
-"""LightningDataModules: COCO, synthetic scenes (COCO-format) and image folders.
+"""The DataModule of every dataset: a reader's jobs -> the cache -> datasets -> PyG loaders.
 
-``prepare_data`` decodes, segments and caches every image once (worker pool, progress
-bar); ``setup`` takes the entries :func:`~graphvision.data.cache.build_cache` reports
-(building nothing more when ``prepare_data`` ran); ``__getitem__`` only loads them.
-``info`` is the vocabulary a task reads: ``categories``, ``predicates``, ``classes``
-(and ``unseen``, for zero-shot evaluation).
+``prepare_data`` has the reader put its dataset on disk if it is generated, then decodes,
+segments and caches every image once (worker pool, progress bar); ``setup`` takes the
+entries :func:`~graphvision.data.cache.build_cache` reports (building nothing more when
+``prepare_data`` ran); ``__getitem__`` only loads them. ``info`` is the reader's vocabulary,
+what a task reads: ``categories``, ``predicates``, ``classes`` (and ``unseen``, for zero-shot
+evaluation). The DataModules of graphvision's datasets (:mod:`graphvision.data.datasets`)
+are this one with their reader built from their config keys.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 from pathlib import Path
@@ -20,34 +20,16 @@ import torch
 from torch.utils.data import Dataset, Sampler
 from torch_geometric.loader import DataLoader
 
-from graphvision.data import synthetic
 from graphvision.data.augment import AugmentConfig, augment_entry
-from graphvision.data.cache import (
-    ImageJob,
-    build_cache,
-    build_entry,
-    entry_path,
-    load_entry,
-    save_entry,
-    to_graph,
-)
-from graphvision.data.coco import (
-    CocoIndex,
-    DataError,
-    ObjectConfig,
-    check_coco_root,
-    counted,
-    read_coco,
-)
+from graphvision.data.cache import build_cache, entry_path, load_entry, save_entry
+from graphvision.data.coco import DataError, counted
 from graphvision.data.contract import RegionGraph
-from graphvision.data.folder import folder_classes, folder_images
-from graphvision.data.relations import RELATIONS
-from graphvision.data.synthetic import class_folder, generate_once, write_folder, write_split
+from graphvision.data.objects import ObjectConfig
+from graphvision.data.pipeline import ImageJob, build_entry, to_graph
+from graphvision.data.reader import Reader
 from graphvision.regions import RegionConfig
 
 log = logging.getLogger(__name__)
-
-_ANN_FIELDS = ("id", "category_id", "bbox", "iscrowd", "segmentation")
 
 
 class RegionGraphDataset(Dataset):
@@ -55,7 +37,8 @@ class RegionGraphDataset(Dataset):
 
     With ``augment``, item ``epoch * len(self) + i`` (what :class:`EpochSampler` yields) is
     entry ``i`` under the transform drawn for ``(augment.seed, epoch, i)``
-    (:mod:`graphvision.data.augment`); item ``i < len(self)`` is epoch 0's.
+    (:mod:`graphvision.data.augment`; a job's annotated relations are kept as annotated);
+    item ``i < len(self)`` is epoch 0's.
     """
 
     def __init__(
@@ -99,7 +82,10 @@ class RegionGraphDataset(Dataset):
                 self._memory[i] = self._entry(i)
             entry = self._memory[i]
         if self.augment is not None:
-            entry = augment_entry(entry, self.augment, self.objects, epoch, i, self.regions)
+            annotated = self.jobs[i].relations is not None
+            entry = augment_entry(
+                entry, self.augment, self.objects, epoch, i, self.regions, annotated
+            )
         return to_graph(entry)
 
 
@@ -151,12 +137,16 @@ def auto_workers(cores: int, processes: int = 1) -> int:
 
 
 class RegionGraphDataModule(L.LightningDataModule):
-    """Shared machinery: jobs per split -> cache -> datasets -> PyG loaders.
+    """A reader's dataset as region graphs: its jobs per split -> cache -> datasets -> PyG
+    loaders.
 
     Args:
+        reader: the dataset (a :class:`~graphvision.data.reader.Reader`; in a config, one
+            with a ``_target_``). The DataModules of graphvision's datasets build theirs.
         cache_dir: where entries go (default ``data/cache``).
-        regions: :class:`~graphvision.regions.RegionConfig` fields.
-        objects: :class:`~graphvision.data.coco.ObjectConfig` fields.
+        regions: :class:`~graphvision.regions.RegionConfig` fields (``conf/data/regions/``).
+        objects: :class:`~graphvision.data.objects.ObjectConfig` fields
+            (``conf/data/objects/``).
         batch_size: graphs per batch (default 32).
         num_workers: DataLoader workers (default 0), or ``"auto"``: one per core this
             process may use, less one for the process itself, shared among the processes of
@@ -173,16 +163,16 @@ class RegionGraphDataModule(L.LightningDataModule):
             ``enabled: false``: none (default None).
         strict: make every counted skip an error naming the file (an unreadable image, an
             annotation that is dropped or repaired, an image whose size differs from its
-            annotation file's); default False: skip, count and log.
+            annotation file's); default False: skip, count and log. A reader that reads
+            annotations takes its own ``strict``.
         follow_batch: graph fields whose batch vector the loaders build (PyG's
             ``follow_batch``); the entry points pass the task's
             (:attr:`graphvision.tasks.Task.follow_batch`).
     """
 
-    splits = ("train", "val")
-
     def __init__(
         self,
+        reader: Reader | None = None,
         cache_dir: str = "data/cache",
         regions: dict | None = None,
         objects: dict | None = None,
@@ -198,6 +188,12 @@ class RegionGraphDataModule(L.LightningDataModule):
         follow_batch: list[str] | None = None,
     ) -> None:
         super().__init__()
+        if reader is None or not callable(getattr(reader, "jobs", None)):
+            raise ValueError(
+                f"{type(self).__name__} needs a reader (a graphvision.data.Reader), got "
+                f"{reader!r}: set data.reader._target_ to one"
+            )
+        self.reader = reader
         checked = [("data.batch_size", batch_size, 1), ("data.prepare_workers", prepare_workers, 1)]
         if num_workers != "auto":
             checked.append(("data.num_workers", num_workers, 0))
@@ -239,16 +235,19 @@ class RegionGraphDataModule(L.LightningDataModule):
         processes = getattr(self.trainer, "num_devices", 1) if self.trainer is not None else 1
         return auto_workers(available_cores(), processes)
 
-    # -- to implement -------------------------------------------------------------------
+    # -- the reader's ----------------------------------------------------------------------
+    @property
+    def splits(self) -> tuple[str, ...]:
+        return tuple(self.reader.splits)
+
     def jobs(self, split: str) -> list[ImageJob]:
-        """Every image of ``split``, as a pre-processing job."""
-        raise NotImplementedError
+        """Every image of ``split``, as a pre-processing job (the reader's)."""
+        return self.reader.jobs(split)
 
     @property
     def info(self) -> dict:
-        """``{"categories", "predicates", "classes"}`` (lists of names, empty where the data
-        has none; plus ``"unseen"`` with zero-shot categories): what a task can predict."""
-        raise NotImplementedError
+        """The reader's vocabulary (:attr:`graphvision.data.reader.Reader.info`)."""
+        return self.reader.info
 
     # -- Lightning hooks ----------------------------------------------------------------
     def split_jobs(self, split: str) -> list[ImageJob]:
@@ -273,6 +272,7 @@ class RegionGraphDataModule(L.LightningDataModule):
         return kept
 
     def prepare_data(self) -> None:
+        self.reader.prepare()
         for split in self.splits:
             self._cache(split)
 
@@ -323,260 +323,3 @@ class RegionGraphDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("val", shuffle=False)
-
-
-class CocoDataModule(RegionGraphDataModule):
-    """COCO 2017 as distributed, under ``root``: scene labels, objects and relations.
-
-    Args:
-        root: holds ``annotations/instances_{train,val}2017.json`` and ``{train,val}2017/``.
-        train_split, val_split: folder / annotation names (default ``train2017``, ``val2017``).
-        unseen_categories: category names left out of every training target, for zero-shot
-            evaluation (default none).
-        batch_size, in_memory: as in :class:`RegionGraphDataModule` (defaults 16 and False:
-            COCO's images are many and large).
-    """
-
-    def __init__(
-        self,
-        root: str = "data/coco",
-        train_split: str = "train2017",
-        val_split: str = "val2017",
-        unseen_categories: list[str] | None = None,
-        batch_size: int = 16,
-        in_memory: bool = False,
-        **kwargs,
-    ) -> None:
-        super().__init__(batch_size=batch_size, in_memory=in_memory, **kwargs)
-        self.root = Path(root)
-        self.split_names = {"train": train_split, "val": val_split}
-        self.unseen_categories = list(unseen_categories or [])
-        self._index: dict[str, CocoIndex] = {}
-
-    def index(self, split: str) -> CocoIndex:
-        if split not in self._index:
-            check_coco_root(self.root, tuple(self.split_names.values()))
-            name = self.split_names[split]
-            self._index[split] = read_coco(
-                self.root / "annotations" / f"instances_{name}.json",
-                self.root / name,
-                strict=self.strict,
-            )
-        return self._index[split]
-
-    def jobs(self, split: str) -> list[ImageJob]:
-        index = self.index(split)
-        cat_ids = tuple(c["id"] for c in index.categories)
-        return [
-            ImageJob(
-                path=str(img.file),
-                image_id=img.id,
-                expected_size=(img.width, img.height),
-                annotations=tuple(
-                    {k: a[k] for k in _ANN_FIELDS if k in a} for a in img.annotations
-                ),
-                category_ids=cat_ids,
-            )
-            for img in index.images
-        ]
-
-    @property
-    def info(self) -> dict:
-        names = self.index("train").category_names
-        if self.index("val").category_names != names:
-            raise ValueError(
-                f"{self.root}: train and val annotation files list different categories"
-            )
-        return self.scene_graph_info(names)
-
-    def scene_graph_info(self, names: list[str]) -> dict:
-        """``info`` for scene graphs over the categories ``names`` and sg2im's predicates."""
-        info = {"categories": names, "predicates": list(RELATIONS), "classes": []}
-        if self.unseen_categories:
-            unknown = [c for c in self.unseen_categories if c not in names]
-            if unknown:
-                raise ValueError(
-                    f"data.unseen_categories names unknown categories {unknown}; known: {names}"
-                )
-            info["unseen"] = list(self.unseen_categories)
-        return info
-
-
-def settings_digest(settings) -> str:
-    """Ten hex digits naming a generated dataset's folder after the settings that made it
-    (SHA-1 of their sorted JSON; tuples count as lists)."""
-    blob = json.dumps(settings, sort_keys=True, default=list)
-    return hashlib.sha1(blob.encode()).hexdigest()[:10]
-
-
-def generated_root(data_dir: str, kind: str, settings) -> Path:
-    """Where a generated dataset lives: ``data_dir/<kind>/<settings digest>``."""
-    return Path(data_dir) / kind / settings_digest(settings)
-
-
-class GeneratedData:
-    """Mixin of the DataModules whose dataset is generated on first use: ``prepare_data``
-    writes it (:meth:`generate`, once), then caches it."""
-
-    def generate(self) -> None:
-        raise NotImplementedError
-
-    def prepare_data(self) -> None:
-        self.generate()
-        super().prepare_data()
-
-
-class SyntheticDataModule(GeneratedData, CocoDataModule):
-    """Embedded default: coloured shapes on textured backgrounds, generated on first use
-    into ``data_dir/synthetic/<settings digest>/`` in COCO format, then read as COCO.
-
-    Args:
-        data_dir: parent of the generated dataset (default ``data``).
-        num_train, num_val: images per split (defaults 1600, 300).
-        image_size: side of the square images (default 128).
-        seed: generator seed (default 0).
-        shapes, colours: category vocabulary (names ``"<colour> <shape>"``).
-        min_objects, max_objects: objects per image (defaults 2, 6).
-        batch_size, in_memory: as in :class:`RegionGraphDataModule` (defaults 32 and True).
-    """
-
-    def __init__(
-        self,
-        data_dir: str = "data",
-        num_train: int = 1600,
-        num_val: int = 300,
-        image_size: int = 128,
-        seed: int = 0,
-        shapes: list[str] | None = None,
-        colours: dict[str, list[int]] | None = None,
-        min_objects: int = 2,
-        max_objects: int = 6,
-        batch_size: int = 32,
-        in_memory: bool = True,
-        **kwargs,
-    ) -> None:
-        self.scene = {
-            "size": int(image_size),
-            "shapes": tuple(shapes or synthetic.DEFAULT_SHAPES),
-            "colours": {k: tuple(v) for k, v in (colours or synthetic.DEFAULT_COLOURS).items()},
-            "min_objects": int(min_objects),
-            "max_objects": int(max_objects),
-        }
-        self.counts = {"train": int(num_train), "val": int(num_val)}
-        self.seed = int(seed)
-        root = generated_root(
-            data_dir, "synthetic", {"scene": self.scene, "counts": self.counts, "seed": self.seed}
-        )
-        super().__init__(
-            root=str(root),
-            train_split="train",
-            val_split="val",
-            batch_size=batch_size,
-            in_memory=in_memory,
-            **kwargs,
-        )
-
-    def generate(self) -> None:
-        """Writes the dataset unless a complete copy is already there."""
-
-        def write() -> None:
-            for split_index, split in enumerate(self.splits):
-                write_split(
-                    self.root, split, self.counts[split], self.seed, split_index, **self.scene
-                )
-
-        generate_once(self.root, write, {"counts": self.counts, "seed": self.seed})
-
-    @property
-    def info(self) -> dict:
-        return self.scene_graph_info(
-            synthetic.category_names(self.scene["shapes"], self.scene["colours"])
-        )
-
-
-class ImageFolderDataModule(RegionGraphDataModule):
-    """Single-label classification from ``root/{train,val}/<class>/*`` (any of
-    :data:`~graphvision.data.images.IMAGE_SUFFIXES`).
-
-    Args:
-        root: the folder holding ``train/`` and ``val/``.
-        per_class: at most this many images of each class (the first, by path) per split,
-            ``{"train": n, "val": n}`` (null or a missing split: all): a class-balanced
-            subset, where ``limit_images`` takes the first images of the first classes.
-    """
-
-    def __init__(self, root: str = "data/folder", per_class: dict | None = None, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.root = Path(root)
-        self.per_class = dict(per_class or {})
-        for split, n in self.per_class.items():
-            if split not in self.splits or not (n is None or (type(n) is int and n >= 1)):
-                raise ValueError(
-                    f"data.per_class.{split}={n!r}: give the splits {list(self.splits)} an "
-                    "integer >= 1 each, or null for every image"
-                )
-
-    def jobs(self, split: str) -> list[ImageJob]:
-        classes = folder_classes(self.root, "train")
-        jobs = [
-            ImageJob(path=str(p), image_id=i, label=c)
-            for i, (p, c) in enumerate(folder_images(self.root, split, classes))
-        ]  # ids over the whole split: a subset's cache entries are the whole split's
-        limit = self.per_class.get(split)
-        if limit is None:
-            return jobs
-        taken = [0] * len(classes)
-        kept = []
-        for job in jobs:
-            if taken[job.label] < limit:
-                taken[job.label] += 1
-                kept.append(job)
-        return kept
-
-    @property
-    def info(self) -> dict:
-        return {"categories": [], "predicates": [], "classes": folder_classes(self.root, "train")}
-
-
-class SyntheticFolderDataModule(GeneratedData, ImageFolderDataModule):
-    """An image-folder task built from the synthetic scenes: one object per image on a
-    textured background, its category (``"red circle"``, ...) as the class. Written on first
-    use to ``data_dir/synthetic_folder/<settings digest>/{train,val}/<class>/*.png``.
-
-    Args:
-        data_dir: parent of the generated folder (default ``data``).
-        per_class_train, per_class_val: images per class (defaults 40, 10).
-        image_size: side of the square images (default 128).
-        seed: generator seed (default 0).
-    """
-
-    def __init__(
-        self,
-        data_dir: str = "data",
-        per_class_train: int = 40,
-        per_class_val: int = 10,
-        image_size: int = 128,
-        seed: int = 0,
-        **kwargs,
-    ) -> None:
-        self.counts = {"train": int(per_class_train), "val": int(per_class_val)}
-        self.size, self.seed = int(image_size), int(seed)
-        root = generated_root(data_dir, "synthetic_folder", [self.counts, self.size, self.seed])
-        super().__init__(root=str(root), **kwargs)
-
-    def generate(self) -> None:
-        """Writes the folder unless a complete copy is already there."""
-
-        def write() -> None:
-            for split_index, split in enumerate(self.splits):
-                write_folder(
-                    self.root, split, self.counts[split], self.seed, split_index, self.size
-                )
-
-        generate_once(self.root, write, self.counts)
-
-    @property
-    def info(self) -> dict:
-        # the order folder_classes() gives the label indices: sorted folder names
-        classes = sorted(class_folder(n) for n in synthetic.category_names())
-        return {"categories": [], "predicates": [], "classes": classes}

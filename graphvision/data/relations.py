@@ -1,7 +1,15 @@
-"""Geometric relations between objects, by sg2im's rules (google/sg2im, ``data/coco.py``).
+"""Relations between the objects of an image: annotated ones, or sg2im's geometric rule.
 
-For a subject ``s`` and object ``o`` with boxes ``(x0, y0, x1, y1)`` and mask centroids,
-all normalised to ``[0, 1]`` with ``y`` pointing down:
+A dataset may annotate its relations, ``(subject, object, predicate)`` triplets naming
+annotation ids (an :class:`~graphvision.data.pipeline.ImageJob`'s ``relations``): the
+relation targets are then those triplets whose subject and object are both kept objects, and
+no others (:func:`annotated_relations`; the field's convention: only annotated pairs are
+relation targets). A dataset without annotated relations (COCO's own files, the synthetic
+scenes) gets one relation for every ordered pair of objects by sg2im's rule (google/sg2im,
+``data/coco.py``; :func:`pairwise_relations`).
+
+sg2im's rule, for a subject ``s`` and object ``o`` with boxes ``(x0, y0, x1, y1)`` and mask
+centroids, all normalised to ``[0, 1]`` with ``y`` pointing down:
 
 1. ``s`` box strictly contains ``o`` box -> ``surrounding``;
 2. ``s`` box strictly inside ``o`` box -> ``inside``;
@@ -77,3 +85,39 @@ def pairwise_relations(boxes: np.ndarray, centres: np.ndarray) -> tuple[np.ndarr
     )
     labels = np.where(surrounding, SURROUNDING, np.where(inside, INSIDE, by_angle))
     return np.stack([s, o]).astype(np.int64), labels.astype(np.int64)
+
+
+def annotated_relations(object_ids: list, relations) -> tuple[np.ndarray, np.ndarray]:
+    """Annotated relations as targets over the kept objects.
+
+    Args:
+        object_ids: the annotation id of each kept object, in object order.
+        relations: ``(subject id, object id, predicate index)`` triplets (annotation ids).
+
+    Returns:
+        ``rel_index [2, R]`` (subject, object positions among the kept objects) and
+        ``rel_label [R]`` (the predicates) of the triplets whose subject and object are both
+        kept, in the order given; the others are left out (the caller counts them).
+    """
+    position = {oid: m for m, oid in enumerate(object_ids)}
+    kept = [
+        (position[s], position[o], p) for s, o, p in relations if s in position and o in position
+    ]
+    rel = np.array(kept, dtype=np.int64).reshape(-1, 3)  # (R, 3)
+    return np.ascontiguousarray(rel[:, :2].T), np.ascontiguousarray(rel[:, 2])
+
+
+def kept_relations(
+    rel_index: np.ndarray, rel_label: np.ndarray, keep: np.ndarray, num_objects: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The relations among the objects ``keep`` (indices of ``num_objects``, increasing),
+    renumbered over them: an annotated relation naming an object that is gone is gone too.
+
+    Shapes:
+        rel_index ``[2, R]``, rel_label ``[R]``, keep ``[K]`` -> ``[2, R']``, ``[R']``.
+    """
+    new = np.full(num_objects, -1, dtype=np.int64)
+    new[keep] = np.arange(len(keep))
+    s, o = new[rel_index[0]], new[rel_index[1]]
+    both = (s >= 0) & (o >= 0)
+    return np.stack([s[both], o[both]]).astype(np.int64), rel_label[both].astype(np.int64)

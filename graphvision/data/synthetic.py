@@ -6,11 +6,12 @@ Deterministic by seed: scene ``i`` of a split is drawn from ``default_rng([seed,
 can be regenerated identically. Objects are drawn in order and may occlude earlier ones; an
 annotation's mask is the object's visible part (a polygon when nothing covers it, an RLE
 when something does), as in COCO. :func:`generate_once` writes a dataset into its folder
-once, marking it complete.
+(:func:`generated_root`, named after its settings) once, marking it complete.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -35,6 +36,18 @@ def category_names(shapes=DEFAULT_SHAPES, colours=DEFAULT_COLOURS) -> list[str]:
 def class_folder(name: str) -> str:
     """The image-folder class (folder name) of a category: ``"red circle"`` -> ``red_circle``."""
     return name.replace(" ", "_")
+
+
+def settings_digest(settings) -> str:
+    """Ten hex digits naming a generated dataset's folder after the settings that made it
+    (SHA-1 of their sorted JSON; tuples count as lists)."""
+    blob = json.dumps(settings, sort_keys=True, default=list)
+    return hashlib.sha1(blob.encode()).hexdigest()[:10]
+
+
+def generated_root(data_dir: str, kind: str, settings) -> Path:
+    """Where a generated dataset lives: ``data_dir/<kind>/<settings digest>``."""
+    return Path(data_dir) / kind / settings_digest(settings)
 
 
 def generate_once(root: str | Path, write: Callable[[], None], settings: dict) -> Path:

@@ -29,14 +29,37 @@ class BackboneNet(Net):
         last stage (``return_nodes: [layer4]`` for ResNets; with several, the last).
     dim: width of the image and region vectors the heads read.
     dropout: in the heads.
+    gnn, sequence: must be None (the module hands every network every stage config;
+        ``model=cnn_baseline`` sets these null).
+    descriptors: unused (the backbone alone reads no region descriptors).
 
     The image vector is the global average pool of the feature map, computed as the mean of
     the region features weighted by each region's share of the feature map's cells (equal to
     it, since every cell belongs to one region): so region attributions reach it.
     """
 
-    def __init__(self, info: dict, task: dict, backbone: dict, dim: int, dropout: float) -> None:
+    def __init__(
+        self,
+        info: dict,
+        task: dict,
+        backbone: dict,
+        dim: int,
+        dropout: float,
+        gnn: dict | None = None,
+        sequence: dict | None = None,
+        descriptors: str | list[str] = "all",
+    ) -> None:
         super().__init__()
+        if backbone.get("_target_") == "graphvision.nn.features.NoBackbone":
+            raise ValueError(
+                "model=cnn_baseline is the backbone alone: it needs a backbone, not "
+                "model/backbone=none"
+            )
+        if gnn is not None or sequence is not None:
+            raise ValueError(
+                "model=cnn_baseline is the backbone alone: model.gnn and model.sequence must be "
+                "null (it has no region graph or sequence stage)"
+            )
         self.features = instantiate(backbone)
         width = self.features.channels[-1]  # the last return node's map
         self.project = nn.Sequential(nn.Linear(width, dim), nn.LayerNorm(dim))

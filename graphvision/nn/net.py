@@ -57,13 +57,10 @@ class Net(nn.Module):
     ):
         """Logits of every head of the task. ``return_attention`` adds ``attention [layers,
         N]``, the CLS token's attention to each region; ``nodes`` replaces
-        :meth:`node_inputs` (for attributions); ``detect`` asks a task that finds objects
-        (``task.detect_every``) to find them as well (scene graphs: ``det_*``)."""
+        :meth:`node_inputs` (for attributions); ``detect`` asks the task to find what the batch
+        does not give as well (scene graphs: objects, ``det_*``)."""
         seq = self.encode(batch, return_attention, nodes)
-        if detect and "sgdet" in self.task.modes:
-            out = self.task(seq.cls, seq.tokens, batch, detect=True)
-        else:
-            out = self.task(seq.cls, seq.tokens, batch)
+        out = self.task(seq.cls, seq.tokens, batch, detect=detect)
         if return_attention:
             out["attention"] = seq.attention
         return out

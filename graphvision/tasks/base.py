@@ -4,22 +4,20 @@ trained, measured and reported.
 A task is an ``nn.Module`` holding its heads. The network (:class:`~graphvision.nn.net.
 GraphVisionNet`) calls it on the sequence stage's output; the LightningModule asks it for its
 losses and, once per stage (``val``, ``test``), for a fresh set of metrics; the DataModules
-batch the fields it lists in :attr:`Task.follow_batch`; ``predict`` and ``eval`` ask it for an
-image's prediction record and for the breakdowns it writes. A task is chosen by its config
+batch the fields it lists in :attr:`Task.follow_batch`; ``eval`` asks it which modes and options it
+offers, which metrics belong to which mode, and for the breakdowns it writes;
+:class:`~graphvision.predictor.Predictor` for an image's typed prediction. A task is chosen by its config
 (``model/task=...``, a ``_target_`` and its arguments), so adding one is a new module here and
 a config under ``conf/model/task/``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
 from torchmetrics import Metric
-
-from graphvision.data.cache import ImageJob
 
 
 class Task(nn.Module):
@@ -41,8 +39,12 @@ class Task(nn.Module):
     loss_names: tuple[str, ...] = ()
     #: metric names shown in the progress bar
     progress_bar: tuple[str, ...] = ()
-    #: evaluation modes the task knows (scene graphs: ``predcls``, ``sgcls``, ``sgdet``)
+    #: evaluation modes the task offers (``eval mode=...``); the first is no default, all are
     modes: tuple[str, ...] = ()
+    #: settings of ``conf/eval.yaml`` the task reads in :meth:`configure_eval`
+    eval_options: tuple[str, ...] = ()
+    #: whether a prediction may be given the objects as boxes (``predict boxes=...``)
+    takes_boxes: bool = False
     #: validate with detection (``forward(..., detect=True)``) every n epochs; 0: never
     detect_every: int = 0
 
@@ -70,10 +72,19 @@ class Task(nn.Module):
         about the training split (default: nothing)."""
 
     # -- the forward pass -----------------------------------------------------------------
-    def forward(self, cls: torch.Tensor, tokens: torch.Tensor, batch) -> dict[str, torch.Tensor]:
-        """Logits of every head, by name, from ``cls [B, d]`` and ``tokens [N, d]``. A task
-        with :attr:`detect_every` also takes ``detect: bool`` (find objects as well)."""
+    def forward(
+        self, cls: torch.Tensor, tokens: torch.Tensor, batch, detect: bool = False
+    ) -> dict[str, torch.Tensor]:
+        """Logits of every head, by name, from ``cls [B, d]`` and ``tokens [N, d]``;
+        ``detect``: find what the batch does not give as well (a task that cannot ignores
+        it)."""
         raise NotImplementedError
+
+    def wants_detection(self, batch, mode: str | None = None) -> bool:
+        """Whether predicting on ``batch`` (one image) in ``mode`` (one of :attr:`modes`, or
+        None: what the inputs give) means finding what it does not give (scene graphs: the
+        objects, when no annotation or box gives them, or in ``sgdet``)."""
+        return False
 
     def attribution_logits(self, out: dict[str, torch.Tensor]) -> torch.Tensor:
         """The image-level logits ``[B, K]`` that an attribution explains."""
@@ -101,56 +112,47 @@ class Task(nn.Module):
         """Values computed once at the end of an epoch from ``metrics`` (which are reset)."""
         return {}
 
+    # -- evaluation modes -----------------------------------------------------------------
+    def configure_eval(self, modes=None, **options) -> tuple[str, ...]:
+        """Checks the evaluation ``modes`` asked for (a name, a list, or None: all of
+        :attr:`modes`) and applies ``options`` (the :attr:`eval_options` of
+        ``conf/eval.yaml``; None leaves a setting as trained); returns the modes.
+
+        Raises:
+            ValueError: an unknown mode, or an option the task does not read.
+        """
+        unknown = sorted(set(options) - set(self.eval_options))
+        if unknown:
+            raise ValueError(f"{type(self).__name__} reads no eval option {unknown}")
+        if not self.modes:
+            return ()
+        asked = [modes] if isinstance(modes, str) else list(modes or self.modes)
+        if not asked or any(m not in self.modes for m in asked):
+            raise ValueError(f"mode={asked}: choose among {list(self.modes)}")
+        return tuple(asked)
+
+    def detects(self, modes: tuple[str, ...]) -> bool:
+        """Whether evaluating ``modes`` needs :meth:`forward` with ``detect=True``."""
+        return False
+
+    def metric_mode(self, name: str) -> str | None:
+        """The mode a metric (``val/<name>``) belongs to, or None if it belongs to every mode."""
+        return None
+
+    def needs_training_split(self) -> bool:
+        """Whether the task lacks what :meth:`fit_start` records (a checkpoint saved before
+        training started): ``eval`` then reads the training split first."""
+        return False
+
     # -- using a trained model --------------------------------------------------------------
-    def image_job(self, path: str, annotation=None, category_ids: tuple = ()) -> ImageJob:
-        """The pre-processing job of one image to predict on, with its COCO annotation record
-        (``annotation``, a :class:`~graphvision.data.coco.CocoImage`) if there is one."""
-        return ImageJob(str(path), 0)
-
-    def prediction_record(self, out: dict[str, torch.Tensor], graph, options: dict) -> dict:
-        """The JSON-ready prediction of one image (a batch of one graph). ``options``:
-        ``conf/predict.yaml``'s settings (``top_k``, ``threshold``, ...) and ``size``, the
-        photo's own (width, height)."""
+    def prediction(self, out: dict[str, torch.Tensor], graph, options: dict, mode=None):
+        """The typed prediction of one image (a batch of one graph, ``out`` its outputs with
+        ``attention``): a dataclass with ``to_json()``, ``title()`` and ``panels(image)``
+        (drawings beside the region graph, each ``f(ax)``). ``options``:
+        ``conf/predict.yaml``'s settings (``top_k``, ``threshold``, ...), ``size`` (the
+        photo's own width and height), ``annotated`` and ``labels_given``; ``mode``: one of
+        :attr:`modes` (None: what the inputs give)."""
         raise NotImplementedError
-
-    def prediction_title(self, record: dict) -> str:
-        """A one-line summary of a prediction record, for its picture."""
-        return ""
-
-    def prediction_panels(self, record: dict, graph, image) -> list[Callable]:
-        """Drawings beside the region graph in a prediction's picture, each ``f(ax)``, over
-        ``image`` (the photo at its own size)."""
-        return []
-
-    def draw_prediction(self, record: dict, graph, out: dict, path: Path, photo=None) -> None:
-        """The prediction's PNG: the region graph coloured by the CLS token's attention (last
-        layer), titled by :meth:`prediction_title`, then :meth:`prediction_panels`; over
-        ``photo`` (``[H, W, 3]`` uint8, the image at its own size and aspect ratio) when
-        given, else over the working copy."""
-        from graphvision.viz import draw_region_graph, file_figure, upsample_labels
-
-        image, segments = graph.image, graph.segments
-        if photo is not None:
-            image, segments = photo, upsample_labels(graph.segments, photo.shape[:2])
-        h, w = segments.shape
-        panels = self.prediction_panels(record, graph, image)
-        height = 5.5 * min(max(h / w, 0.5), 2.0)
-        fig, axes = file_figure(1, 1 + len(panels), figsize=(6 * (1 + len(panels)), height))
-        draw_region_graph(
-            image,
-            segments,
-            graph.pos,
-            graph.edge_index,
-            values=out["attention"][-1],
-            ax=axes[0, 0],
-            cmap="magma",
-            label="CLS attention (last layer)",
-        )
-        axes[0, 0].set_title(self.prediction_title(record), fontsize=8)
-        for ax, draw in zip(axes[0, 1:], panels):
-            draw(ax)
-        fig.tight_layout()
-        fig.savefig(path, dpi=100)
 
     def write_breakdowns(self, net: nn.Module, loader, out_dir: Path, modes=None) -> list[Path]:
         """Files ``eval`` writes beside ``metrics.json`` (default: none), for the evaluation

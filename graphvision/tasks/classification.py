@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -10,6 +12,28 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from graphvision.nn.heads import ClassHead
 from graphvision.tasks.base import Task
+from graphvision.tasks.prediction import Label, image_labels
+
+
+@dataclass
+class ClassPrediction:
+    """An image's classes, best first, and the CLS token's attention to each region (last
+    layer)."""
+
+    classes: list[Label]
+    region_attention: list[float]
+
+    def to_json(self) -> dict:
+        return {
+            "classes": [c.to_json("class") for c in self.classes],
+            "region_attention": self.region_attention,
+        }
+
+    def title(self) -> str:
+        return ", ".join(f"{d.category} {d.probability:.2f}" for d in self.classes[:3])
+
+    def panels(self, image) -> list:
+        return []
 
 
 class ClassificationTask(Task):
@@ -31,7 +55,7 @@ class ClassificationTask(Task):
         self.classes = self.require("classes", hint)
         self.class_head = ClassHead(dim, len(self.classes))
 
-    def forward(self, cls, tokens, batch) -> dict[str, torch.Tensor]:
+    def forward(self, cls, tokens, batch, detect=False) -> dict[str, torch.Tensor]:
         return {"class_logits": self.class_head(cls)}
 
     def attribution_logits(self, out):
@@ -49,18 +73,10 @@ class ClassificationTask(Task):
         metrics["acc"](out["class_logits"], batch.label)
         return {"acc": metrics["acc"]}
 
-    def prediction_record(self, out, graph, options) -> dict:
-        probs = out["class_logits"].softmax(-1)[0]
-        return {
-            "classes": sorted(
-                ({"class": c, "probability": float(p)} for c, p in zip(self.classes, probs)),
-                key=lambda d: -d["probability"],
-            ),
-            "region_attention": [float(a) for a in out["attention"][-1]],
-        }
-
-    def prediction_title(self, record) -> str:
-        return ", ".join(f"{d['class']} {d['probability']:.2f}" for d in record["classes"][:3])
+    def prediction(self, out, graph, options, mode=None) -> ClassPrediction:
+        probs = out["class_logits"].float().softmax(-1)[0]
+        _, ranked = image_labels(self.classes, probs, 1.0)
+        return ClassPrediction(ranked, [float(a) for a in out["attention"][-1]])
 
     def describe(self) -> str:
         return f"image classification: {len(self.classes)} classes"
