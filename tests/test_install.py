@@ -18,7 +18,8 @@ from tests.conftest import ROOT, TINY_SYNTHETIC
 
 def test_every_subpackage_is_listed_in_pyproject():
     """``pyproject.toml`` lists its packages by hand (to map ``conf/`` into the package): the
-    list is every folder of ``graphvision/`` with an ``__init__.py``, plus the configs."""
+    list is every folder of ``graphvision/`` with an ``__init__.py``, plus every folder of the
+    configs (listed too, so that setuptools ships their files without warning about them)."""
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     listed = set(
         tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
@@ -27,7 +28,12 @@ def test_every_subpackage_is_listed_in_pyproject():
         ".".join(p.parent.relative_to(ROOT).parts)
         for p in (ROOT / "graphvision").rglob("__init__.py")
     }
-    assert listed == on_disk | {"graphvision.conf"}
+    configs = {
+        ".".join(("graphvision", *d.relative_to(ROOT).parts))
+        for d in [ROOT / "conf", *(ROOT / "conf").rglob("*")]
+        if d.is_dir() and d.name != "__pycache__"
+    }
+    assert listed == on_disk | configs
 
 
 def _venv_with_wheel(tmp: Path) -> Path:
