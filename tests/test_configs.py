@@ -220,10 +220,15 @@ def test_task_options(option, info, outputs, degenerate_batch, tmp_path):
 
 
 def _target_defaults(cls) -> dict:
-    """The keyword defaults of a class's ``__init__`` and of those it passes ``**kwargs`` to."""
+    """The keyword defaults of a class's signature and of the ``__init__`` s it passes
+    ``**kwargs`` to."""
     import inspect
 
-    found = {}
+    found = {
+        name: p.default
+        for name, p in inspect.signature(cls).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
     for klass in cls.__mro__:
         init = klass.__dict__.get("__init__")
         if init is None:

@@ -2,7 +2,7 @@
 DataModule. A dataset is a :class:`Reader`; :class:`RegionGraphDataModule` serves any."""
 
 from graphvision.data.contract import RegionGraph, obj_regions
-from graphvision.data.datamodule import RegionGraphDataModule
+from graphvision.data.datamodule import ReaderDataModule, RegionGraphDataModule
 from graphvision.data.datasets import (
     CocoDataModule,
     CocoReader,
@@ -26,6 +26,7 @@ __all__ = [
     "ImageJob",
     "Reader",
     "RegionGraph",
+    "ReaderDataModule",
     "RegionGraphDataModule",
     "SyntheticDataModule",
     "SyntheticFolderDataModule",

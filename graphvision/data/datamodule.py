@@ -11,6 +11,7 @@ are this one with their reader built from their config keys.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 from pathlib import Path
@@ -323,3 +324,44 @@ class RegionGraphDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("val", shuffle=False)
+
+
+class ReaderDataModule(RegionGraphDataModule):
+    """A :class:`RegionGraphDataModule` whose reader it builds from its own arguments, as a
+    config gives them: the arguments :attr:`reader_class` takes go to the reader (``strict``
+    to both), the rest to :class:`RegionGraphDataModule`, with :attr:`defaults` under them.
+    A dataset's DataModule is then two class attributes (:mod:`graphvision.data.datasets`);
+    its signature (``help()``, ``inspect.signature``) lists both sets of arguments.
+    """
+
+    #: the reader built from the arguments it names
+    reader_class: type[Reader]
+    #: this dataset's defaults for :class:`RegionGraphDataModule`'s arguments
+    defaults: dict = {}
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if "reader_class" not in cls.__dict__:
+            return
+        own = inspect.signature(RegionGraphDataModule).parameters
+        params = [p for p in inspect.signature(cls.reader_class).parameters.values()]
+        params += [
+            p.replace(default=cls.defaults.get(name, p.default))
+            for name, p in own.items()
+            if name != "reader" and name not in {q.name for q in params}
+        ]
+        cls.__signature__ = inspect.Signature(
+            [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params]
+        )
+
+    def __init__(self, **kwargs) -> None:
+        takes = inspect.signature(self.reader_class).parameters
+        reader_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in takes and k != "strict"}
+        if "strict" in takes:
+            reader_kwargs["strict"] = kwargs.get("strict", False)
+        super().__init__(self.reader_class(**reader_kwargs), **{**self.defaults, **kwargs})
+
+    @property
+    def root(self) -> Path:
+        """The reader's dataset folder."""
+        return self.reader.root

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from graphvision.data.coco import CocoIndex, check_coco_root, read_coco
-from graphvision.data.datamodule import RegionGraphDataModule
+from graphvision.data.datamodule import ReaderDataModule
 from graphvision.data.pipeline import ImageJob
 from graphvision.data.reader import Reader, scene_graph_info
 from graphvision.data.relations import RELATIONS
@@ -123,36 +123,14 @@ class CocoReader(Reader):
         return scene_graph_info(self.category_names(), self.predicates, self.unseen_categories)
 
 
-class CocoDataModule(RegionGraphDataModule):
-    """COCO 2017 as distributed, under ``root`` (:class:`CocoReader`).
-
-    Args:
-        root: holds ``annotations/instances_{train,val}2017.json`` and ``{train,val}2017/``.
-        train_split, val_split: folder / annotation names (default ``train2017``, ``val2017``).
-        unseen_categories: category names left out of every training target, for zero-shot
-            evaluation (default none).
-        batch_size, in_memory: as in :class:`RegionGraphDataModule` (defaults 16 and False:
-            COCO's images are many and large).
-        **kwargs: :class:`RegionGraphDataModule`'s (``strict`` is the reader's too).
+class CocoDataModule(ReaderDataModule):
+    """COCO 2017 as distributed, under ``root`` (:class:`CocoReader`, whose arguments it
+    takes); :class:`RegionGraphDataModule`'s arguments besides (``strict`` is the reader's
+    too), with ``batch_size=16`` and ``in_memory=False`` (COCO's images are many and large).
     """
 
-    def __init__(
-        self,
-        root: str = "data/coco",
-        train_split: str = "train2017",
-        val_split: str = "val2017",
-        unseen_categories: list[str] | None = None,
-        batch_size: int = 16,
-        in_memory: bool = False,
-        **kwargs,
-    ) -> None:
-        strict = kwargs.get("strict", False)
-        reader = CocoReader(root, train_split, val_split, unseen_categories, strict)
-        super().__init__(reader, batch_size=batch_size, in_memory=in_memory, **kwargs)
-
-    @property
-    def root(self) -> Path:
-        return self.reader.root
+    reader_class = CocoReader
+    defaults = {"batch_size": 16, "in_memory": False}
 
     def index(self, split: str) -> CocoIndex:
         """The reader's :meth:`CocoReader.index`."""

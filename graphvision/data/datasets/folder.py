@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from graphvision.data.datamodule import RegionGraphDataModule
+from graphvision.data.datamodule import ReaderDataModule
 from graphvision.data.folder import folder_classes, folder_images
 from graphvision.data.pipeline import ImageJob
 from graphvision.data.reader import Reader
@@ -58,17 +58,8 @@ class ImageFolderReader(Reader):
         return {"categories": [], "predicates": [], "classes": folder_classes(self.root, "train")}
 
 
-class ImageFolderDataModule(RegionGraphDataModule):
+class ImageFolderDataModule(ReaderDataModule):
     """An image folder (:class:`ImageFolderReader`, whose arguments ``root`` and
-    ``per_class`` are).
+    ``per_class`` it takes); :class:`RegionGraphDataModule`'s arguments besides."""
 
-    Args:
-        **kwargs: :class:`RegionGraphDataModule`'s.
-    """
-
-    def __init__(self, root: str = "data/folder", per_class: dict | None = None, **kwargs) -> None:
-        super().__init__(ImageFolderReader(root, per_class), **kwargs)
-
-    @property
-    def root(self) -> Path:
-        return self.reader.root
+    reader_class = ImageFolderReader

@@ -3,10 +3,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from graphvision.data import synthetic
-from graphvision.data.datamodule import RegionGraphDataModule
+from graphvision.data.datamodule import ReaderDataModule
 from graphvision.data.datasets.coco import CocoReader
 from graphvision.data.reader import scene_graph_info
 from graphvision.data.synthetic import generate_once, generated_root, write_split
@@ -71,49 +69,13 @@ class SyntheticReader(CocoReader):
         return scene_graph_info(names, self.predicates, self.unseen_categories)
 
 
-class SyntheticDataModule(RegionGraphDataModule):
+class SyntheticDataModule(ReaderDataModule):
     """Embedded default: the synthetic scenes (:class:`SyntheticReader`, whose arguments
-    these are), generated on first use.
+    it takes), generated on first use; :class:`RegionGraphDataModule`'s arguments besides
+    (``strict`` is the reader's too), with ``batch_size=32`` and ``in_memory=True``."""
 
-    Args:
-        batch_size, in_memory: as in :class:`RegionGraphDataModule` (defaults 32 and True).
-        **kwargs: :class:`RegionGraphDataModule`'s (``strict`` is the reader's too).
-    """
-
-    def __init__(
-        self,
-        data_dir: str = "data",
-        num_train: int = 1600,
-        num_val: int = 300,
-        image_size: int = 128,
-        seed: int = 0,
-        shapes: list[str] | None = None,
-        colours: dict[str, list[int]] | None = None,
-        min_objects: int = 2,
-        max_objects: int = 6,
-        unseen_categories: list[str] | None = None,
-        batch_size: int = 32,
-        in_memory: bool = True,
-        **kwargs,
-    ) -> None:
-        reader = SyntheticReader(
-            data_dir,
-            num_train,
-            num_val,
-            image_size,
-            seed,
-            shapes,
-            colours,
-            min_objects,
-            max_objects,
-            unseen_categories,
-            kwargs.get("strict", False),
-        )
-        super().__init__(reader, batch_size=batch_size, in_memory=in_memory, **kwargs)
-
-    @property
-    def root(self) -> Path:
-        return self.reader.root
+    reader_class = SyntheticReader
+    defaults = {"batch_size": 32, "in_memory": True}
 
     def generate(self) -> None:
         """Writes the dataset unless a complete copy is already there

@@ -3,10 +3,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from graphvision.data import synthetic
-from graphvision.data.datamodule import RegionGraphDataModule
+from graphvision.data.datamodule import ReaderDataModule
 from graphvision.data.datasets.folder import ImageFolderReader
 from graphvision.data.synthetic import class_folder, generate_once, generated_root, write_folder
 
@@ -55,29 +53,11 @@ class SyntheticFolderReader(ImageFolderReader):
         return {"categories": [], "predicates": [], "classes": classes}
 
 
-class SyntheticFolderDataModule(RegionGraphDataModule):
-    """The synthetic image folder (:class:`SyntheticFolderReader`, whose arguments these
-    are), generated on first use.
+class SyntheticFolderDataModule(ReaderDataModule):
+    """The synthetic image folder (:class:`SyntheticFolderReader`, whose arguments it
+    takes), generated on first use; :class:`RegionGraphDataModule`'s arguments besides."""
 
-    Args:
-        **kwargs: :class:`RegionGraphDataModule`'s.
-    """
-
-    def __init__(
-        self,
-        data_dir: str = "data",
-        per_class_train: int = 40,
-        per_class_val: int = 10,
-        image_size: int = 128,
-        seed: int = 0,
-        **kwargs,
-    ) -> None:
-        reader = SyntheticFolderReader(data_dir, per_class_train, per_class_val, image_size, seed)
-        super().__init__(reader, **kwargs)
-
-    @property
-    def root(self) -> Path:
-        return self.reader.root
+    reader_class = SyntheticFolderReader
 
     def generate(self) -> None:
         """Writes the folder unless a complete copy is already there
